@@ -1,0 +1,1 @@
+"""rnnjax's implementation; import the public names from ``rnnjax``."""
