@@ -117,13 +117,18 @@ def _batch_tuple(batch_shape: BatchShape) -> tuple[int, ...]:
     return (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
 
 
-def _zeros(params: Params, batch_shape: BatchShape, dtype: DTypeLike | None) -> Array:
+def _zeros(params: Params, batch_shape: BatchShape, dtype: DTypeLike | None = None) -> Array:
     hidden = params.recurrent_kernel.shape[0]
     return jnp.zeros((*_batch_tuple(batch_shape), hidden), dtype or params.recurrent_kernel.dtype)
 
 
+def _add_bias(z: Array, bias: Array) -> Array:
+    """``z + bias`` with the broadcast spelled out (fine under ``jax_numpy_rank_promotion``)."""
+    return z + bias.reshape((1,) * (z.ndim - 1) + bias.shape)
+
+
 def _project(params: Params, xs: Array) -> Array:
-    return xs @ params.kernel + params.bias
+    return _add_bias(xs @ params.kernel, params.bias)
 
 
 def _from_projected(
@@ -285,7 +290,9 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
     ) -> tuple[Array, Array]:
         assert params.recurrent_bias is not None, "reset_after=True needs recurrent_bias"
         x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
-        h_r, h_z, h_n = jnp.split(h @ params.recurrent_kernel + params.recurrent_bias, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(
+            _add_bias(h @ params.recurrent_kernel, params.recurrent_bias), 3, axis=-1
+        )
         r = jax.nn.sigmoid(x_r + h_r)
         z = jax.nn.sigmoid(x_z + h_z)
         n = jnp.tanh(x_n + r * h_n)

@@ -142,7 +142,7 @@ def rnn(
         valid = None
     else:
         lengths = _check_seq_lengths(seq_lengths, batch_shape, time)
-        valid = jnp.arange(time).reshape((time,) + (1,) * len(batch_shape)) < lengths
+        valid = jnp.arange(time).reshape((time,) + (1,) * len(batch_shape)) < lengths[None]
         # Zero the padding first, so no value there (not even NaN) reaches an output or a
         # gradient; padded steps then compute on finite inputs and are discarded.
         inputs = jnp.where(valid[..., None], inputs, 0)

@@ -25,12 +25,11 @@ class WeightBlocks(NamedTuple):
     recurrent_bias: jax.Array
 
 
-def _per_gate_orthogonal(
-    key: jax.Array, hidden_size: int, gates: int, dtype: DTypeLike
-) -> jax.Array:
+def _per_gate_orthogonal(key: jax.Array, hidden_size: int, gates: int) -> jax.Array:
     """``gates`` independent orthogonal ``[H, H]`` blocks side by side: ``[H, gates * H]``."""
-    blocks = jax.nn.initializers.orthogonal()(key, (gates, hidden_size, hidden_size), dtype)
-    return jnp.concatenate(list(blocks), axis=1)
+    orthogonal = jax.nn.initializers.orthogonal()
+    keys = jax.random.split(key, gates)
+    return jnp.concatenate([orthogonal(k, (hidden_size, hidden_size)) for k in keys], axis=1)
 
 
 def init_weights(
@@ -41,7 +40,7 @@ def init_weights(
     gates: int,
     dtype: DTypeLike,
 ) -> WeightBlocks:
-    """Draws a cell's weights the way Keras, PyTorch or Flax would.
+    """Draws a cell's weights the way Keras, PyTorch or Flax would, then casts them to ``dtype``.
 
     * ``"keras"``: Glorot-uniform kernel (fans of the whole ``[I, G*H]`` matrix), orthogonal
       recurrent kernel (the whole ``[H, G*H]`` matrix), zero biases.
@@ -49,29 +48,32 @@ def init_weights(
       (``b_ih``, ``b_hh``); a cell with one bias gets their sum, so its distribution matches.
     * ``"flax"``: LeCun-normal kernel, one orthogonal ``[H, H]`` block per gate, zero biases
       (``flax.linen.LSTMCell`` / ``GRUCell``).
+
+    Everything is drawn in float32 (QR, behind the orthogonal draws, has no bfloat16 kernel).
     """
     width = gates * hidden_size
     k_kernel, k_recurrent, k_bias, k_recurrent_bias = jax.random.split(key, 4)
+    zeros = jnp.zeros((width,))
     if scheme == "keras":
-        kernel = jax.nn.initializers.glorot_uniform()(k_kernel, (input_size, width), dtype)
-        recurrent = jax.nn.initializers.orthogonal()(k_recurrent, (hidden_size, width), dtype)
-        bias = jnp.zeros((width,), dtype)
-        recurrent_bias = jnp.zeros((width,), dtype)
+        kernel = jax.nn.initializers.glorot_uniform()(k_kernel, (input_size, width))
+        recurrent = jax.nn.initializers.orthogonal()(k_recurrent, (hidden_size, width))
+        blocks = WeightBlocks(kernel, recurrent, zeros, zeros)
     elif scheme == "torch":
         bound = 1.0 / hidden_size**0.5
 
         def uniform(k: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-            return jax.random.uniform(k, shape, dtype, -bound, bound)
+            return jax.random.uniform(k, shape, jnp.float32, -bound, bound)
 
-        kernel = uniform(k_kernel, (input_size, width))
-        recurrent = uniform(k_recurrent, (hidden_size, width))
-        bias = uniform(k_bias, (width,))
-        recurrent_bias = uniform(k_recurrent_bias, (width,))
+        blocks = WeightBlocks(
+            uniform(k_kernel, (input_size, width)),
+            uniform(k_recurrent, (hidden_size, width)),
+            uniform(k_bias, (width,)),
+            uniform(k_recurrent_bias, (width,)),
+        )
     elif scheme == "flax":
-        kernel = jax.nn.initializers.lecun_normal()(k_kernel, (input_size, width), dtype)
-        recurrent = _per_gate_orthogonal(k_recurrent, hidden_size, gates, dtype)
-        bias = jnp.zeros((width,), dtype)
-        recurrent_bias = jnp.zeros((width,), dtype)
+        kernel = jax.nn.initializers.lecun_normal()(k_kernel, (input_size, width))
+        recurrent = _per_gate_orthogonal(k_recurrent, hidden_size, gates)
+        blocks = WeightBlocks(kernel, recurrent, zeros, zeros)
     else:
         raise ValueError(f"initializer must be one of {INITIALIZERS}; got {scheme!r}")
-    return WeightBlocks(kernel, recurrent, bias, recurrent_bias)
+    return WeightBlocks(*(block.astype(dtype) for block in blocks))

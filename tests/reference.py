@@ -1,0 +1,73 @@
+"""Float64 NumPy references written from the cell equations (DESIGN.md), not from rnnjax.
+
+Gate blocks are sliced by hand: LSTM columns i, f, g, o; GRU columns r, z, n.
+"""
+
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def simple_rnn_step(p, h, x, activation=np.tanh):
+    return activation(x @ p["kernel"] + h @ p["recurrent_kernel"] + p["bias"])
+
+
+def lstm_step(p, state, x):
+    h, c = state
+    n = h.shape[-1]
+    z = x @ p["kernel"] + h @ p["recurrent_kernel"] + p["bias"]
+    i = sigmoid(z[..., 0:n])
+    f = sigmoid(z[..., n : 2 * n])
+    g = np.tanh(z[..., 2 * n : 3 * n])
+    o = sigmoid(z[..., 3 * n : 4 * n])
+    c = f * c + i * g
+    return o * np.tanh(c), c
+
+
+def gru_step(p, h, x, reset_after):
+    n = h.shape[-1]
+    w, u, b = p["kernel"], p["recurrent_kernel"], p["bias"]
+    gate = {name: slice(k * n, (k + 1) * n) for k, name in enumerate("rzn")}
+    x_part = {name: x @ w[:, s] + b[s] for name, s in gate.items()}
+    if reset_after:
+        beta = p["recurrent_bias"]
+        h_part = {name: h @ u[:, s] + beta[s] for name, s in gate.items()}
+        r = sigmoid(x_part["r"] + h_part["r"])
+        z = sigmoid(x_part["z"] + h_part["z"])
+        candidate = np.tanh(x_part["n"] + r * h_part["n"])
+    else:
+        r = sigmoid(x_part["r"] + h @ u[:, gate["r"]])
+        z = sigmoid(x_part["z"] + h @ u[:, gate["z"]])
+        candidate = np.tanh(x_part["n"] + (r * h) @ u[:, gate["n"]])
+    return (1 - z) * candidate + z * h
+
+
+def run(step, p, xs, initial_state, lengths=None, reverse=False):
+    """Per-example loop over ``xs [batch, time, features]``.
+
+    Example ``b`` runs its first ``lengths[b]`` steps (backwards when ``reverse``); outputs
+    elsewhere are zero. Returns ``(final_state per example, ys [batch, time, hidden])``.
+    ``initial_state`` is a tuple of ``[batch, hidden]`` arrays, the state ``step`` takes
+    (one array for the RNN and GRU, ``(h, c)`` for the LSTM).
+    """
+    p = {k: None if v is None else np.asarray(v, np.float64) for k, v in p.items()}
+    xs = np.asarray(xs, np.float64)
+    batch, time = xs.shape[:2]
+    lengths = [time] * batch if lengths is None else [int(n) for n in lengths]
+    finals, ys = [], None
+    for b in range(batch):
+        state = tuple(np.asarray(s[b], np.float64) for s in initial_state)
+        steps = range(lengths[b])
+        for t in reversed(steps) if reverse else steps:
+            out = step(p, state if len(state) > 1 else state[0], xs[b, t])
+            state = out if isinstance(out, tuple) else (out,)
+            if ys is None:
+                ys = np.zeros((batch, time, state[0].shape[-1]))
+            ys[b, t] = state[0]
+        finals.append(state)
+    if ys is None:
+        ys = np.zeros((batch, time, initial_state[0].shape[-1]))
+    final = tuple(np.stack([f[k] for f in finals]) for k in range(len(initial_state)))
+    return final, ys
