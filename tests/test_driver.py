@@ -146,7 +146,7 @@ def test_check_grads(case, reverse, projection):
 
 def test_second_order_derivatives():
     with jax.enable_x64(True):
-        params, xs, carry = make_inputs(LSTM_CASE, dtype=jnp.float64)
+        params, xs, _carry = make_inputs(LSTM_CASE, dtype=jnp.float64)
         lengths = jnp.array([6, 0, 3])
 
         def loss(xs):
@@ -191,7 +191,7 @@ def test_remat_keeps_carries_not_gate_activations():
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_bfloat16_runs_and_stays_finite(case):
-    params, xs, carry = make_inputs(case, dtype=jnp.bfloat16)
+    params, xs, _carry = make_inputs(case, dtype=jnp.bfloat16)
     final, ys = rnnjax.rnn(case.cell, params, xs, seq_lengths=jnp.array([6, 3, 0]))
     assert ys.dtype == jnp.bfloat16
     assert all(a.dtype == jnp.bfloat16 for a in carry_arrays(final))
@@ -210,7 +210,7 @@ def test_bfloat16_runs_and_stays_finite(case):
 def test_carry_keeps_the_dtype_it_starts_with():
     params, xs, _ = make_inputs(LSTM_CASE, dtype=jnp.bfloat16)
     carry = LSTM_CASE.cell.initial_carry(params, BATCH, jnp.float32)
-    final, ys = rnnjax.rnn(LSTM_CASE.cell, params, xs, initial_carry=carry)
+    final, _ys = rnnjax.rnn(LSTM_CASE.cell, params, xs, initial_carry=carry)
     assert final.c.dtype == jnp.float32
 
 
@@ -239,7 +239,7 @@ def test_no_retrace_on_second_call():
 # --- Padding: property tests -------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _value_and_grads(case_index, reverse):
     cell = CASES[case_index].cell
 
@@ -284,7 +284,7 @@ def test_padding_never_changes_outputs_carry_or_gradients(case_index, reverse, l
     assert not jnp.where(padding, grads[1], 0).any(), "padding must get zero gradient"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _run_alone(case_index, reverse, length):
     cell = CASES[case_index].cell
     return jax.jit(
@@ -321,7 +321,7 @@ def test_each_sequence_as_if_run_alone_on_its_valid_part(case_index, reverse, le
 
 
 def test_errors_are_raised_at_trace_time():
-    params, xs, carry = make_inputs(LSTM_CASE)
+    params, xs, _carry = make_inputs(LSTM_CASE)
     cell = LSTM_CASE.cell
     with pytest.raises(ValueError, match=r"xs must have shape \[\*batch, time, 4\]"):
         jax.jit(lambda xs: rnnjax.rnn(cell, params, xs)).lower(xs[..., :3])
