@@ -214,6 +214,15 @@ def test_carry_keeps_the_dtype_it_starts_with():
     assert final.c.dtype == jnp.float32
 
 
+def test_numpy_inputs():
+    params, xs, carry = make_inputs(LSTM_CASE)
+    lengths = np.array([6, 2, 0])
+    from_numpy = rnnjax.rnn(LSTM_CASE.cell, params, np.asarray(xs, np.float64), seq_lengths=lengths)
+    from_jax = rnnjax.rnn(LSTM_CASE.cell, params, xs, seq_lengths=jnp.asarray(lengths))
+    assert from_numpy[1].dtype == jnp.float32
+    jax.tree.map(np.testing.assert_array_equal, from_numpy, from_jax)
+
+
 def test_lstm_accepts_a_plain_h_c_tuple():
     params, xs, carry = make_inputs(LSTM_CASE)
     named = rnnjax.rnn(LSTM_CASE.cell, params, xs, initial_carry=carry)

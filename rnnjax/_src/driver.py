@@ -129,7 +129,8 @@ def rnn(
       True
     """
     time, batch_shape = _check_xs(xs, params, time_major)
-    dtype = jnp.result_type(xs.dtype, params.recurrent_kernel.dtype)
+    xs = jnp.asarray(xs)  # a NumPy float64 array becomes float32 unless x64 is enabled
+    dtype = jnp.result_type(xs, params.recurrent_kernel)
     expected_carry = jax.eval_shape(lambda: cell.initial_carry(params, batch_shape, dtype))
     if initial_carry is None:
         initial_carry = cell.initial_carry(params, batch_shape, dtype)
