@@ -215,7 +215,7 @@ def test_carry_keeps_the_dtype_it_starts_with():
 
 
 def test_numpy_inputs():
-    params, xs, carry = make_inputs(LSTM_CASE)
+    params, xs, _carry = make_inputs(LSTM_CASE)
     lengths = np.array([6, 2, 0])
     from_numpy = rnnjax.rnn(LSTM_CASE.cell, params, np.asarray(xs, np.float64), seq_lengths=lengths)
     from_jax = rnnjax.rnn(LSTM_CASE.cell, params, xs, seq_lengths=jnp.asarray(lengths))
