@@ -15,8 +15,6 @@ the final state to float32 rounding. Together they prove that:
 """
 
 import functools
-import importlib
-import os
 
 import jax
 import jax.numpy as jnp
@@ -24,16 +22,7 @@ import numpy as np
 import pytest
 
 import rnnjax
-
-
-def import_peer(name):
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        if os.environ.get("RNNJAX_REQUIRE_PEERS") == "1":
-            raise
-        pytest.skip(f"{name} is not installed; RNNJAX_REQUIRE_PEERS=1 makes this fail")
-
+from tests.peers import import_peer
 
 ATOL = 2e-5
 BATCH, TIME, INPUT, HIDDEN = 4, 6, 5, 4

@@ -1,0 +1,17 @@
+"""Importing the optional peers: a skip normally, a failure under RNNJAX_REQUIRE_PEERS=1."""
+
+import importlib
+import os
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras 3 picks its backend at first import
+
+
+def import_peer(name):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("RNNJAX_REQUIRE_PEERS") == "1":
+            raise
+        pytest.skip(f"{name} is not installed; RNNJAX_REQUIRE_PEERS=1 makes this fail")
