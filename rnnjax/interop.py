@@ -4,7 +4,9 @@ torch and keras are optional (``pip install "rnnjax[interop]"``): each is import
 inside the functions that need it.
 """
 
+from rnnjax._src.interop_keras import from_keras as from_keras
+from rnnjax._src.interop_keras import to_keras as to_keras
 from rnnjax._src.interop_torch import from_torch as from_torch
 from rnnjax._src.interop_torch import to_torch as to_torch
 
-__all__ = ("from_torch", "to_torch")
+__all__ = ("from_keras", "from_torch", "to_keras", "to_torch")

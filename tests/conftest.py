@@ -2,6 +2,8 @@
 
 import os
 
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports Keras 3
+
 import hypothesis
 import jax
 import pytest

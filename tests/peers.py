@@ -5,8 +5,6 @@ import os
 
 import pytest
 
-os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras 3 picks its backend at first import
-
 
 def import_peer(name):
     try:
