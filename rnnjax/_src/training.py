@@ -1,0 +1,291 @@
+"""Training utilities: a jitted, clipped train step, a resumable loop, data parallelism.
+
+The loop's data is a function of the step (``get_batch(step) -> batch``), so the data
+position is the step itself: a run resumed from a checkpoint sees exactly the batches the
+uninterrupted run would have, and (on CPU) ends with bit-identical params.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+Array = jax.Array
+Batch = Any
+LossFn = Callable[[Any, Batch, Array], Array]
+"""``loss_fn(params, batch, key) -> scalar loss``; ``key`` is fresh each step (dropout)."""
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue exactly: a plain pytree, checkpointed whole.
+
+    Attributes:
+      step: int32 scalar, the number of updates done (and so the data position).
+      params: the model's params.
+      opt_state: the optimiser's state.
+      key: the run's base PRNG key (typed); step ``s`` uses ``fold_in(key, s)``.
+    """
+
+    step: Array
+    params: Any
+    opt_state: Any
+    key: Array
+
+
+class Trainer(NamedTuple):
+    """A train step and an eval step built by :func:`make_trainer`.
+
+    Attributes:
+      init: ``(params, key) -> TrainState``.
+      step: jitted ``(state, batch) -> (state, {"loss", "grad_norm"})``; ``grad_norm`` is the
+        global norm of the gradients before clipping.
+      evaluate: jitted ``(params, batch) -> loss`` (``key`` fixed, for a deterministic loss).
+    """
+
+    init: Callable[[Any, Array], TrainState]
+    step: Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]
+    evaluate: Callable[[Any, Batch], Array]
+
+
+def make_trainer(
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    clip_norm: float | None = 1.0,
+) -> Trainer:
+    """Builds a jitted train step from a loss and an optax optimiser.
+
+    Gradients are clipped to global norm ``clip_norm`` first (``optax.clip_by_global_norm``;
+    exploding gradients are the failure RNNs meet first); ``clip_norm=None`` turns it off.
+
+    Args:
+      loss_fn: ``(params, batch, key) -> scalar``.
+      optimizer: any ``optax.GradientTransformation``, e.g. ``optax.adam(1e-3)``.
+      clip_norm: the global-norm bound, or ``None``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, rnnjax.training
+      >>> loss = lambda params, batch, key: jnp.mean((batch * params["w"] - 1.0) ** 2)
+      >>> trainer = rnnjax.training.make_trainer(loss, optax.sgd(0.1))
+      >>> state = trainer.init({"w": jnp.zeros(())}, jax.random.key(0))
+      >>> state, metrics = trainer.step(state, jnp.ones(4))
+      >>> int(state.step), float(metrics["grad_norm"])
+      (1, 2.0)
+    """
+    if clip_norm is not None:
+        optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
+
+    def init(params: Any, key: Array) -> TrainState:
+        return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params), key)
+
+    @jax.jit
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, Array]]:
+        key = jax.random.fold_in(state.key, state.step)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return TrainState(state.step + 1, params, opt_state, state.key), metrics
+
+    @jax.jit
+    def evaluate(params: Any, batch: Batch) -> Array:
+        return loss_fn(params, batch, jax.random.key(0))
+
+    return Trainer(init, step, evaluate)
+
+
+def epoch_batches(
+    arrays: Mapping[str, Any] | tuple[Any, ...], batch_size: int, *, seed: int = 0
+) -> Callable[[int], Any]:
+    """``get_batch(step)`` over arrays with a leading example axis, reshuffled every epoch.
+
+    The order depends only on ``seed`` and the epoch, so ``get_batch(step)`` is the same batch
+    in a resumed run. The last partial batch of an epoch is dropped.
+
+    Example:
+      >>> import numpy as np, rnnjax.training
+      >>> data = {"x": np.zeros((10, 3)), "y": np.arange(10)}
+      >>> get_batch = rnnjax.training.epoch_batches(data, batch_size=4)  # 2 batches an epoch
+      >>> get_batch(0)["x"].shape
+      (4, 3)
+      >>> bool((get_batch(5)["y"] == get_batch(5)["y"]).all())  # a function of the step
+      True
+    """
+    leaves, treedef = jax.tree.flatten(arrays)
+    examples = len(leaves[0])
+    if any(len(leaf) != examples for leaf in leaves):
+        raise ValueError(
+            "rnnjax.training.epoch_batches: arrays must share their leading axis; got lengths"
+            f" {[len(leaf) for leaf in leaves]}"
+        )
+    if not 0 < batch_size <= examples:
+        raise ValueError(
+            f"rnnjax.training.epoch_batches: batch_size must be in [1, {examples}] (the number"
+            f" of examples); got {batch_size}"
+        )
+    per_epoch = examples // batch_size
+
+    def get_batch(step: int) -> Any:
+        epoch, index = divmod(int(step), per_epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(examples)
+        rows = order[index * batch_size : (index + 1) * batch_size]
+        return jax.tree.unflatten(treedef, [np.asarray(leaf)[rows] for leaf in leaves])
+
+    return get_batch
+
+
+def _checkpointable(state: TrainState) -> TrainState:
+    return state._replace(key=jax.random.key_data(state.key))
+
+
+def fit(
+    trainer: Trainer,
+    state: TrainState,
+    get_batch: Callable[[int], Batch],
+    num_steps: int,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 100,
+    metrics_path: str | Path | None = None,
+    log_every: int = 10,
+    evaluate: Callable[[Any], Mapping[str, float]] | None = None,
+    eval_every: int | None = None,
+    progress: bool = True,
+    place_batch: Callable[[Batch], Batch] | None = None,
+) -> TrainState:
+    """Runs ``trainer.step`` until ``state.step == num_steps``, resuming where it left off.
+
+    With ``checkpoint_dir``, the whole :class:`TrainState` (params, optimiser state, step,
+    which is the data position, and the PRNG key) is saved with orbax every
+    ``checkpoint_every`` steps and at the end; if the directory already holds a checkpoint, the
+    run restores the latest one and continues from there, so an interrupted run finishes
+    exactly as an uninterrupted one would.
+
+    Args:
+      trainer: from :func:`make_trainer`.
+      state: the starting state (used when there is no checkpoint to resume).
+      get_batch: ``step -> batch``; must depend only on ``step`` (see :func:`epoch_batches`).
+      num_steps: the total number of steps of the run (not the number still to do).
+      checkpoint_dir: where checkpoints live (created if missing).
+      checkpoint_every: steps between checkpoints.
+      metrics_path: a JSON-lines file; one line per ``log_every`` steps and per evaluation,
+        appended to (a resumed run continues the file).
+      log_every: steps between metric lines and progress-bar updates.
+      evaluate: ``params -> {name: value}``, run every ``eval_every`` steps and at the end.
+      eval_every: steps between evaluations (default: ``checkpoint_every``).
+      progress: show a tqdm progress bar.
+      place_batch: applied to each batch before the step, e.g. :func:`shard_batch`.
+
+    Returns:
+      The final :class:`TrainState`.
+    """
+    manager = None
+    if checkpoint_dir is not None:
+        import orbax.checkpoint as ocp
+
+        manager = ocp.CheckpointManager(
+            Path(checkpoint_dir).absolute(),
+            options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
+        )
+        if manager.latest_step() is not None:
+            restored = manager.restore(
+                manager.latest_step(), args=ocp.args.StandardRestore(_checkpointable(state))
+            )
+            state = restored._replace(key=jax.random.wrap_key_data(restored.key))
+    metrics_file = None if metrics_path is None else open(metrics_path, "a")  # noqa: SIM115
+    eval_every = eval_every or checkpoint_every
+
+    def log(record: dict[str, Any]) -> None:
+        if metrics_file is not None:
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+
+    start = int(state.step)
+    bar = _progress_bar(start, num_steps, progress)
+    began = time.perf_counter()
+    try:
+        for step in range(start, num_steps):
+            batch = get_batch(step)
+            if place_batch is not None:
+                batch = place_batch(batch)
+            state, metrics = trainer.step(state, batch)
+            done = step + 1
+            if done % log_every == 0 or done == num_steps:
+                values = {name: float(value) for name, value in metrics.items()}
+                log({"step": done, **values, "seconds": time.perf_counter() - began})
+                if bar is not None:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+            if evaluate is not None and (done % eval_every == 0 or done == num_steps):
+                results = {name: float(v) for name, v in evaluate(state.params).items()}
+                log({"step": done, **results})
+                if bar is not None:
+                    bar.write(
+                        f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items())
+                    )
+            if manager is not None and (done % checkpoint_every == 0 or done == num_steps):
+                import orbax.checkpoint as ocp
+
+                manager.save(done, args=ocp.args.StandardSave(_checkpointable(state)))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics_file is not None:
+            metrics_file.close()
+        if manager is not None:
+            manager.wait_until_finished()
+            manager.close()
+    return state
+
+
+def _progress_bar(start: int, total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+
+def data_parallel_mesh(devices: Any = None, axis_name: str = "data") -> Mesh:
+    """A one-axis :class:`~jax.sharding.Mesh` over ``devices`` (default: all of them).
+
+    On several hosts, call ``jax.distributed.initialize()`` first; ``jax.devices()`` then
+    lists every host's devices and the same code splits the global batch across all of them.
+    """
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (axis_name,))
+
+
+def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
+    """Splits every array of ``batch`` along its leading (example) axis across ``mesh``.
+
+    Raises:
+      ValueError: if a leading axis does not divide evenly by the number of devices.
+    """
+    axis = mesh.axis_names[0]
+    devices = mesh.devices.size
+
+    def place(array: Any) -> Array:
+        if np.shape(array)[0] % devices:
+            raise ValueError(
+                f"rnnjax.training.shard_batch: the batch axis ({np.shape(array)[0]}) must divide"
+                f" by the number of devices ({devices}); got an array of shape {np.shape(array)}"
+            )
+        return jax.device_put(array, NamedSharding(mesh, PartitionSpec(axis)))
+
+    return jax.tree.map(place, batch)
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+    """Places a copy of every array of ``tree`` (params, a TrainState) on each device."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))

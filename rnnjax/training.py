@@ -1,0 +1,25 @@
+"""Training utilities: a clipped, jitted train step, a resumable loop, data parallelism.
+
+``fit`` needs ``tqdm`` and ``orbax-checkpoint`` (``pip install "rnnjax[examples]"``), imported
+only when used.
+"""
+
+from rnnjax._src.training import Trainer as Trainer
+from rnnjax._src.training import TrainState as TrainState
+from rnnjax._src.training import data_parallel_mesh as data_parallel_mesh
+from rnnjax._src.training import epoch_batches as epoch_batches
+from rnnjax._src.training import fit as fit
+from rnnjax._src.training import make_trainer as make_trainer
+from rnnjax._src.training import replicate as replicate
+from rnnjax._src.training import shard_batch as shard_batch
+
+__all__ = (
+    "TrainState",
+    "Trainer",
+    "data_parallel_mesh",
+    "epoch_batches",
+    "fit",
+    "make_trainer",
+    "replicate",
+    "shard_batch",
+)

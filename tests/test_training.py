@@ -1,0 +1,169 @@
+"""``rnnjax.training``: the clipped train step, exact resume, batching, data parallelism."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import rnnjax
+import rnnjax.training as training
+
+CELL = rnnjax.lstm(6)
+
+
+def loss_fn(params, batch, key):
+    carry, _ = rnnjax.rnn(CELL, params["lstm"], batch["xs"], seq_lengths=batch["lengths"])
+    prediction = carry.h @ params["head"]
+    noise = 0.01 * jax.random.normal(key, prediction.shape)  # uses the step's key
+    return jnp.mean((prediction + noise - batch["ys"]) ** 2)
+
+
+def make_params(seed=0):
+    k_lstm, k_head = jax.random.split(jax.random.key(seed))
+    return {"lstm": CELL.init(k_lstm, 2), "head": jax.random.normal(k_head, (6,))}
+
+
+def make_data(examples=48, seed=1):
+    rng = np.random.default_rng(seed)
+    xs = rng.normal(size=(examples, 5, 2)).astype(np.float32)
+    lengths = rng.integers(1, 6, size=examples).astype(np.int32)
+    return {"xs": xs, "lengths": lengths, "ys": np.tanh(xs[:, 0, 0] + xs[:, 0, 1])}
+
+
+def test_train_step_learns_and_reports_grad_norm():
+    trainer = training.make_trainer(loss_fn, optax.adam(1e-2))
+    state = trainer.init(make_params(), jax.random.key(0))
+    batch = training.epoch_batches(make_data(), 16)(0)
+    grads = jax.grad(loss_fn)(state.params, batch, jax.random.fold_in(state.key, 0))
+    first = trainer.evaluate(state.params, batch)
+    state, metrics = trainer.step(state, batch)
+    np.testing.assert_allclose(metrics["grad_norm"], optax.tree.norm(grads), rtol=1e-6)
+    for _ in range(30):
+        state, metrics = trainer.step(state, batch)
+    assert int(state.step) == 31
+    assert trainer.evaluate(state.params, batch) < 0.5 * first
+
+
+def exploding_loss(params, batch, key):
+    """A linear RNN with recurrent weight 2 over 20 steps: gradients of order 2**40."""
+    cell = rnnjax.simple_rnn(1, lambda x: x)
+    _, ys = rnnjax.rnn(cell, params, batch)
+    return jnp.mean(ys[:, -1] ** 2)
+
+
+@pytest.mark.parametrize("clip_norm", [1.0, None])
+def test_gradient_clipping_engages_on_exploding_gradients(clip_norm):
+    params = rnnjax.SimpleRNNParams(jnp.ones((1, 1)), jnp.full((1, 1), 2.0), jnp.zeros(1))
+    trainer = training.make_trainer(exploding_loss, optax.sgd(1e-3), clip_norm=clip_norm)
+    state = trainer.init(params, jax.random.key(0))
+    new_state, metrics = trainer.step(state, jnp.ones((2, 20, 1)))
+    step_size = optax.tree.norm(jax.tree.map(jnp.subtract, new_state.params, params))
+    assert metrics["grad_norm"] > 1e9  # reported before clipping
+    if clip_norm is None:
+        np.testing.assert_allclose(step_size, 1e-3 * metrics["grad_norm"], rtol=1e-3)
+    else:
+        np.testing.assert_allclose(step_size, 1e-3 * clip_norm, rtol=1e-3)  # float32 steps
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    trainer = training.make_trainer(loss_fn, optax.adam(1e-2))
+    get_batch = training.epoch_batches(make_data(), 16, seed=3)  # 3 batches an epoch
+    start = trainer.init(make_params(), jax.random.key(7))
+    options = dict(checkpoint_every=4, log_every=1, progress=False)
+
+    whole = training.fit(trainer, start, get_batch, 11, checkpoint_dir=tmp_path / "a", **options)
+
+    def interrupted_batches(step):
+        if step == 9:
+            raise Interrupted  # as if the process were killed during step 9
+        return get_batch(step)
+
+    metrics_path = tmp_path / "metrics.jsonl"
+    kwargs = dict(checkpoint_dir=tmp_path / "b", metrics_path=metrics_path, **options)
+    with pytest.raises(Interrupted):
+        training.fit(trainer, start, interrupted_batches, 11, **kwargs)
+    resumed = training.fit(trainer, start, get_batch, 11, **kwargs)  # continues from step 8
+
+    assert int(resumed.step) == int(whole.step) == 11
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, whole.params)
+    jax.tree.map(np.testing.assert_array_equal, resumed.opt_state, whole.opt_state)
+    np.testing.assert_array_equal(jax.random.key_data(resumed.key), jax.random.key_data(start.key))
+    steps = [json.loads(line)["step"] for line in metrics_path.read_text().splitlines()]
+    assert steps == [*range(1, 10), *range(9, 12)]  # steps 9.. logged again after the resume
+    assert all("loss" in json.loads(line) for line in metrics_path.read_text().splitlines())
+
+
+def test_fit_runs_evaluation_and_returns_at_once_when_done(tmp_path):
+    trainer = training.make_trainer(loss_fn, optax.adam(1e-2))
+    get_batch = training.epoch_batches(make_data(), 16)
+    seen = []
+
+    def evaluate(params):
+        seen.append(None)
+        return {"val_loss": trainer.evaluate(params, get_batch(0))}
+
+    state = training.fit(
+        trainer,
+        trainer.init(make_params(), jax.random.key(0)),
+        get_batch,
+        6,
+        evaluate=evaluate,
+        eval_every=3,
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
+    assert int(state.step) == 6 and len(seen) == 2
+    again = training.fit(trainer, state, get_batch, 6, progress=False, checkpoint_dir=tmp_path)
+    jax.tree.map(np.testing.assert_array_equal, again.params, state.params)
+
+
+def test_epoch_batches():
+    data = make_data(10)
+    get_batch = training.epoch_batches(data, 3, seed=1)
+    epoch = np.concatenate([get_batch(step)["ys"] for step in range(3)])
+    assert len(set(epoch.tolist())) == 9  # three batches of an epoch never repeat an example
+    np.testing.assert_array_equal(get_batch(4)["xs"], get_batch(4)["xs"])
+    assert not np.array_equal(get_batch(0)["ys"], get_batch(3)["ys"])  # reshuffled
+    with pytest.raises(ValueError, match=r"batch_size must be in \[1, 10\] .*; got 11"):
+        training.epoch_batches(data, 11)
+    with pytest.raises(
+        ValueError, match=r"arrays must share their leading axis; got lengths \[10, 9\]"
+    ):
+        training.epoch_batches((np.zeros(10), np.zeros(9)), 2)
+
+
+def test_data_parallel_on_8_devices_equals_one_device():
+    script = Path(__file__).with_name("_data_parallel_script.py")
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 8 and report["params_devices"] == 8
+    assert "data" in report["batch_sharding"]
+    assert report["max_difference"] < 1e-5
+    assert report["uneven_error"] == (
+        "rnnjax.training.shard_batch: the batch axis (9) must divide by the number of devices"
+        " (8); got an array of shape (9, 2)"
+    )
