@@ -1,0 +1,48 @@
+"""Each example's ``--quick`` run, as a user would start it (smoke tests: no convergence)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run(script, *args, timeout=300):
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("script", ["quickstart.py", "forecast.py"])
+def test_help(script):
+    assert "usage:" in run(script, "--help")
+
+
+def test_quickstart_loss_falls():
+    lines = [line for line in run("quickstart.py", "--steps", "100").splitlines() if "loss" in line]
+    losses = [float(line.split()[-1]) for line in lines]
+    assert losses[-1] < losses[0] / 5
+
+
+@pytest.mark.parametrize("dataset", ["sunspots", "co2"])
+def test_forecast_quick(tmp_path, dataset):
+    run("forecast.py", "--quick", "--dataset", dataset, "--out", str(tmp_path), "--no-progress")
+    report = json.loads((tmp_path / f"{dataset}-report.json").read_text())
+    assert report["target"] == {"sunspots": "level", "co2": "change"}[dataset]
+    for kind in ("simple_rnn", "lstm", "gru"):
+        assert report[f"{kind}_test_rmse"] > 0
+    assert report["persistence_test_rmse"] > 0
+    assert report["best_on_validation"] in ("simple_rnn", "lstm", "gru")
+    assert (tmp_path / f"{dataset}-forecast.png").stat().st_size > 10_000
+    metrics = list(tmp_path.glob(f"{dataset}-lstm-*-metrics.jsonl"))
+    assert len(metrics) == 1 and "val_rmse_scaled" in metrics[0].read_text()
+    assert any((tmp_path / "checkpoints").iterdir())
