@@ -22,7 +22,9 @@ def run(script, *args, timeout=300):
     return result.stdout
 
 
-@pytest.mark.parametrize("script", ["quickstart.py", "forecast.py"])
+@pytest.mark.parametrize(
+    "script", ["quickstart.py", "forecast.py", "word_language.py", "char_lm.py"]
+)
 def test_help(script):
     assert "usage:" in run(script, "--help")
 
@@ -46,3 +48,19 @@ def test_forecast_quick(tmp_path, dataset):
     metrics = list(tmp_path.glob(f"{dataset}-lstm-*-metrics.jsonl"))
     assert len(metrics) == 1 and "val_rmse_scaled" in metrics[0].read_text()
     assert any((tmp_path / "checkpoints").iterdir())
+
+
+def test_word_language_quick(tmp_path):
+    run("word_language.py", "--quick", "--out", str(tmp_path), "--no-progress")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["languages"] == ["en", "de", "fr", "es", "it", "nl"]
+    assert 0 <= report["test_accuracy"] <= 1 and 0 < report["majority_baseline_accuracy"] < 0.5
+    assert (tmp_path / "confusion.png").stat().st_size > 10_000
+
+
+def test_char_lm_quick(tmp_path):
+    stdout = run("char_lm.py", "--quick", "--out", str(tmp_path), "--no-progress")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert 0 < report["unigram_bits_per_char"] < 8 and report["val_bits_per_char"] > 0
+    sample = stdout.split("--- sample (temperature 0.7) ---\n")[1]
+    assert sample.startswith("def ") and len(sample) >= 30
