@@ -17,17 +17,31 @@ from rnnjax._src.cells import gru as gru
 from rnnjax._src.cells import lstm as lstm
 from rnnjax._src.cells import simple_rnn as simple_rnn
 from rnnjax._src.driver import rnn as rnn
+from rnnjax._src.layers import BidirectionalParams as BidirectionalParams
+from rnnjax._src.layers import Layer as Layer
+from rnnjax._src.layers import bidirectional as bidirectional
+from rnnjax._src.layers import layer as layer
+from rnnjax._src.layers import rnn_with_resets as rnn_with_resets
+from rnnjax._src.layers import stack as stack
+from rnnjax._src.layers import tbptt as tbptt
 
 __version__ = "0.1.0"
 
 __all__ = (
+    "BidirectionalParams",
     "Cell",
     "GRUParams",
     "LSTMParams",
     "LSTMState",
+    "Layer",
     "SimpleRNNParams",
+    "bidirectional",
     "gru",
+    "layer",
     "lstm",
     "rnn",
+    "rnn_with_resets",
     "simple_rnn",
+    "stack",
+    "tbptt",
 )

@@ -97,13 +97,18 @@ class Cell(NamedTuple):
         bias`` for any number of leading axes.
       projected_step: ``(params, carry, projected_t) -> (carry, y_t)``: ``step`` on an input
         already projected; ``step(p, c, x) == projected_step(p, c, project(p, x))``.
+
+    The built-in cells' ``step`` and ``projected_step`` also take ``recurrent_mask=None``, a
+    ``[*batch, hidden]`` array that multiplies ``h`` where it enters the recurrent matmuls
+    only (Keras's recurrent dropout; the GRU's ``z * h`` term and the LSTM's ``c`` are left
+    alone).
     """
 
     init: Callable[..., Params]
     initial_carry: Callable[..., Carry]
-    step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    step: Callable[..., tuple[Carry, Array]]
     project: Callable[[Params, Array], Array]
-    projected_step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    projected_step: Callable[..., tuple[Carry, Array]]
 
 
 def _check_cell_args(hidden_size: int, initializer: str) -> None:
@@ -131,13 +136,17 @@ def _project(params: Params, xs: Array) -> Array:
     return _add_bias(xs @ params.kernel, params.bias)
 
 
-def _from_projected(
-    projected_step: Callable[[Params, Carry, Array], tuple[Carry, Array]],
-) -> Callable[[Params, Carry, Array], tuple[Carry, Array]]:
-    def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        return projected_step(params, carry, _project(params, x))
+def _from_projected(projected_step: Callable[..., tuple[Carry, Array]]) -> Callable[..., Any]:
+    def step(
+        params: Params, carry: Carry, x: Array, recurrent_mask: Array | None = None
+    ) -> tuple[Carry, Array]:
+        return projected_step(params, carry, _project(params, x), recurrent_mask)
 
     return step
+
+
+def _masked(h: Array, recurrent_mask: Array | None) -> Array:
+    return h if recurrent_mask is None else h * recurrent_mask
 
 
 @functools.cache
@@ -176,8 +185,10 @@ def simple_rnn(
         bias = w.bias + w.recurrent_bias if initializer == "torch" else w.bias
         return SimpleRNNParams(w.kernel, w.recurrent_kernel, bias)
 
-    def projected_step(params: SimpleRNNParams, h: Array, projected: Array) -> tuple[Array, Array]:
-        h = activation(projected + h @ params.recurrent_kernel)
+    def projected_step(
+        params: SimpleRNNParams, h: Array, projected: Array, recurrent_mask: Array | None = None
+    ) -> tuple[Array, Array]:
+        h = activation(projected + _masked(h, recurrent_mask) @ params.recurrent_kernel)
         return h, h
 
     return Cell(init, _zeros, _from_projected(projected_step), _project, projected_step)
@@ -232,9 +243,9 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
         return LSTMState(zeros, zeros)
 
     def projected_step(
-        params: LSTMParams, carry: LSTMState, projected: Array
+        params: LSTMParams, carry: LSTMState, projected: Array, recurrent_mask: Array | None = None
     ) -> tuple[LSTMState, Array]:
-        z = projected + carry.h @ params.recurrent_kernel
+        z = projected + _masked(carry.h, recurrent_mask) @ params.recurrent_kernel
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -286,12 +297,14 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
         return GRUParams(w.kernel, w.recurrent_kernel, w.bias, recurrent_bias)
 
     def projected_step_reset_after(
-        params: GRUParams, h: Array, projected: Array
+        params: GRUParams, h: Array, projected: Array, recurrent_mask: Array | None = None
     ) -> tuple[Array, Array]:
         assert params.recurrent_bias is not None, "reset_after=True needs recurrent_bias"
         x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
         h_r, h_z, h_n = jnp.split(
-            _add_bias(h @ params.recurrent_kernel, params.recurrent_bias), 3, axis=-1
+            _add_bias(_masked(h, recurrent_mask) @ params.recurrent_kernel, params.recurrent_bias),
+            3,
+            axis=-1,
         )
         r = jax.nn.sigmoid(x_r + h_r)
         z = jax.nn.sigmoid(x_z + h_z)
@@ -300,12 +313,13 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
         return h, h
 
     def projected_step_reset_before(
-        params: GRUParams, h: Array, projected: Array
+        params: GRUParams, h: Array, projected: Array, recurrent_mask: Array | None = None
     ) -> tuple[Array, Array]:
         x_rz, x_n = jnp.split(projected, [2 * hidden_size], axis=-1)
         u_rz, u_n = jnp.split(params.recurrent_kernel, [2 * hidden_size], axis=-1)
-        r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ u_rz), 2, axis=-1)
-        n = jnp.tanh(x_n + (r * h) @ u_n)
+        h_in = _masked(h, recurrent_mask)
+        r, z = jnp.split(jax.nn.sigmoid(x_rz + h_in @ u_rz), 2, axis=-1)
+        n = jnp.tanh(x_n + (r * h_in) @ u_n)
         h = (1 - z) * n + z * h
         return h, h
 
