@@ -1,5 +1,6 @@
 """Each example's ``--quick`` run, as a user would start it (smoke tests: no convergence)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "aclImdb"
 
 
 def run(script, *args, timeout=300):
@@ -23,7 +27,7 @@ def run(script, *args, timeout=300):
 
 
 @pytest.mark.parametrize(
-    "script", ["quickstart.py", "forecast.py", "word_language.py", "char_lm.py"]
+    "script", ["quickstart.py", "forecast.py", "word_language.py", "char_lm.py", "sentiment.py"]
 )
 def test_help(script):
     assert "usage:" in run(script, "--help")
@@ -64,3 +68,59 @@ def test_char_lm_quick(tmp_path):
     assert 0 < report["unigram_bits_per_char"] < 8 and report["val_bits_per_char"] > 0
     sample = stdout.split("--- sample (temperature 0.7) ---\n")[1]
     assert sample.startswith("def ") and len(sample) >= 30
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_imdb_loader_reads_the_aclimdb_layout():
+    sentiment = load_example("sentiment")
+    texts, labels = sentiment.load_imdb(FIXTURE, "train")
+    assert len(texts) == 6 and labels.tolist() == [1, 1, 1, 0, 0, 0]
+    assert sentiment.tokenize(texts[0]) == [
+        "a",
+        "wonderful",
+        "film",
+        "the",
+        "acting",
+        "was",
+        "superb",
+        "and",
+        "the",
+        "story",
+        "moving",
+    ]  # <br /> is a break, not a word
+    vocabulary = sentiment.build_vocabulary(texts, max_features=6)
+    assert len(vocabulary) == 4 and vocabulary["the"] == 2  # the most frequent word
+    encoded = sentiment.encode(["the acting was great", ""], vocabulary, maxlen=3)
+    assert encoded["lengths"].tolist() == [3, 0]
+    assert encoded["ids"][0, 0] == 2 and encoded["ids"][1].tolist() == [0, 0, 0]
+    with pytest.raises(FileNotFoundError, match=r"aclImdb/valid/pos not found: --data-dir must be"):
+        sentiment.load_imdb(FIXTURE, "valid")
+
+
+def test_sentiment_without_data_says_where_to_get_it():
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "sentiment.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "aclImdb_v1.tar.gz" in result.stderr and "--data-dir aclImdb" in result.stderr
+
+
+@pytest.mark.parametrize("model", ["dropout", "small"])
+def test_sentiment_quick_on_the_fixture(tmp_path, model):
+    run(
+        "sentiment.py",
+        *("--data-dir", str(FIXTURE), "--model", model, "--quick", "--no-progress"),
+        *("--out", str(tmp_path)),
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["train_reviews"] == 6 and report["test_reviews"] == 4
+    assert report["majority_baseline_accuracy"] == 0.5 and 0 <= report["test_accuracy"] <= 1
