@@ -32,3 +32,14 @@ def test_readme_interop_example_gives_what_it_says():
     ys, h_n, c_n = namespace["ys"], namespace["h_n"], namespace["c_n"]
     assert ys.shape == (4, 10, 64) and h_n.shape == c_n.shape == (4, 4, 32)
     assert not ys[1, 3:].any() and ys[1, :3].all()  # zeros past the length 3
+
+
+def test_readme_layers_example_gives_what_it_says():
+    (block,) = [code for code in BLOCKS if "rnnjax.stack(" in code]
+    namespace = run_block(block)  # the block asserts the output shape itself
+    bidir_carry, gru_carry = namespace["bidir_carry"], namespace["gru_carry"]
+    assert bidir_carry[0].h.shape == bidir_carry[1].c.shape == (8, 64) and gru_carry.shape == (
+        8,
+        64,
+    )
+    assert not namespace["ys"][0, 1:].any()  # the first sequence has length 1
