@@ -6,7 +6,13 @@ for validation. The model reads windows of ``--length`` characters and predicts 
 one; it reports validation bits per character against a unigram baseline (the character
 frequencies of the training text) and prints samples.
 
+With ``--tbptt K`` the model trains with truncated backpropagation through time on long
+windows (``--length 1024 --tbptt 64``, say): the state runs through the whole window, but
+gradients stop every ``K`` characters (``rnnjax.tbptt``), so memory and cost per update grow
+with ``K``, not with the window.
+
     python examples/char_lm.py
+    python examples/char_lm.py --length 1024 --tbptt 64 --batch-size 8
     python examples/char_lm.py --quick
 """
 
@@ -65,6 +71,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
+    parser.add_argument("--tbptt", type=int, help="truncate gradients every K characters")
     parser.add_argument("--sample-length", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
@@ -81,10 +88,11 @@ def main() -> None:
     train_text, val_text = text[:split], text[split:]
 
     cell = rnnjax.lstm(args.hidden)
+    lstm = rnnjax.layer(cell)
     keys = jax.random.split(jax.random.key(args.seed), 5)
     params = {
         "embedding": jax.random.normal(keys[0], (VOCAB, args.embedding)) * 0.1,
-        "rnn": cell.init(keys[1], args.embedding),
+        "rnn": lstm.init(keys[1], args.embedding),
         "dense": {
             "kernel": jax.nn.initializers.glorot_uniform()(keys[2], (args.hidden, VOCAB)),
             "bias": jnp.zeros(VOCAB),
@@ -92,7 +100,11 @@ def main() -> None:
     }
 
     def logits_fn(params: Any, inputs: jax.Array) -> jax.Array:
-        _, hs = rnnjax.rnn(cell, params["rnn"], params["embedding"][inputs])
+        xs = params["embedding"][inputs]
+        if args.tbptt:
+            _, hs = rnnjax.tbptt(lstm, params["rnn"], xs, chunk_length=args.tbptt)
+        else:
+            _, hs = lstm.apply(params["rnn"], xs)
         return hs @ params["dense"]["kernel"] + params["dense"]["bias"]
 
     def loss_fn(params: Any, batch: Any, key: jax.Array) -> jax.Array:
@@ -107,7 +119,7 @@ def main() -> None:
 
     trainer = training.make_trainer(loss_fn, optax.adam(args.learning_rate))
     out = Path(args.out)
-    run_name = f"lstm-h{args.hidden}-e{args.embedding}-t{args.length}-seed{args.seed}"
+    run_name = f"lstm-h{args.hidden}-e{args.embedding}-t{args.length}-k{args.tbptt}-seed{args.seed}"
     state = training.fit(
         trainer,
         trainer.init(params, keys[3]),

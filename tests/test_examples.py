@@ -124,3 +124,10 @@ def test_sentiment_quick_on_the_fixture(tmp_path, model):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["train_reviews"] == 6 and report["test_reviews"] == 4
     assert report["majority_baseline_accuracy"] == 0.5 and 0 <= report["test_accuracy"] <= 1
+
+
+def test_char_lm_truncated_bptt_quick(tmp_path):
+    run("char_lm.py", "--quick", "--tbptt", "8", "--out", str(tmp_path), "--no-progress")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["val_bits_per_char"] > 0
+    assert list(tmp_path.glob("lstm-*-k8-*-metrics.jsonl"))
