@@ -8,11 +8,18 @@ import hypothesis
 import jax
 import pytest
 
-jax.config.update("jax_numpy_rank_promotion", "raise")
 
 hypothesis.settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 hypothesis.settings.register_profile("dev", max_examples=100, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("RNNJAX_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _strict_rank_promotion():
+    """rnnjax never relies on implicit rank promotion; the tests hold it to that (doctests
+    outside tests/ run with JAX's default, as a user's code does)."""
+    with jax.numpy_rank_promotion("raise"):
+        yield
 
 
 @pytest.fixture(params=[False, True], ids=["per-step-projection", "hoisted-projection"])
