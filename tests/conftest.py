@@ -8,7 +8,6 @@ import hypothesis
 import jax
 import pytest
 
-
 hypothesis.settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 hypothesis.settings.register_profile("dev", max_examples=100, deadline=None)
 hypothesis.settings.load_profile(os.environ.get("RNNJAX_HYPOTHESIS_PROFILE", "ci"))
