@@ -43,3 +43,31 @@ def test_readme_layers_example_gives_what_it_says():
         64,
     )
     assert not namespace["ys"][0, 1:].any()  # the first sequence has length 1
+
+
+def test_readme_seed_models_build_and_train():
+    (block,) = [code for code in BLOCKS if "class Forecaster" in code]
+    namespace = run_block(block)
+    nnx, jnp = namespace["nnx"], namespace["jax"].numpy
+    tokens, lengths = jnp.ones((2, 7), jnp.int32), jnp.array([7, 3])
+    assert namespace["Sentiment"](nnx.Rngs(0))(tokens, seq_lengths=lengths).shape == (2,)
+    imdb = namespace["IMDB"](nnx.Rngs(1))
+    imdb.eval()
+    assert imdb(tokens, seq_lengths=lengths).shape == (2,)
+    windows = jnp.sin(jnp.arange(40.0)).reshape(4, 10, 1)
+    targets = windows[:, -1] * 0.5
+    model, optimizer = namespace["model"], namespace["optimizer"]
+    losses = [float(namespace["train_step"](model, optimizer, windows, targets)) for _ in range(20)]
+    assert losses[-1] < losses[0]
+
+
+def test_readme_linen_seed_model_runs():
+    (block,) = [code for code in BLOCKS if "rnnjax.linen.LSTM(32)" in code]
+    namespace = run_block(block)
+    import jax
+
+    model = namespace["Sentiment"]()
+    tokens = jax.numpy.ones((2, 5), jax.numpy.int32)
+    variables = model.init(jax.random.key(0), tokens)
+    assert variables["params"]["LSTM_0"]["cell"].kernel.shape == (16, 128)
+    assert model.apply(variables, tokens).shape == (2,)

@@ -1,0 +1,182 @@
+"""What the Flax modules (:mod:`rnnjax.nnx`, :mod:`rnnjax.linen`) share.
+
+The modules are thin shells: :class:`RecurrentOptions` turns a module's settings into a
+functional :class:`~rnnjax.Layer` (``rnnjax.layer``, stacked with ``rnnjax.stack`` for
+``num_layers > 1``, paired by ``rnnjax.bidirectional``) and shapes ``(final_carry, ys)`` into
+what Keras returns. Both APIs call exactly these functions, so a module's output is the
+functional layer's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from rnnjax._src.cells import Carry, Cell, LSTMState, Params, gru, lstm, simple_rnn
+from rnnjax._src.layers import MERGE_MODES, BidirectionalParams, Layer, _merge, bidirectional
+from rnnjax._src.layers import layer as make_layer
+from rnnjax._src.layers import stack as make_stack
+
+Array = jax.Array
+Kind = Literal["simple_rnn", "lstm", "gru"]
+
+
+def _h(carry: Carry) -> Array:
+    """A cell's output from its carry: the LSTM's ``h``, the others' whole carry."""
+    return carry.h if isinstance(carry, LSTMState) else carry
+
+
+def processing_order(ys: Array, seq_lengths: Array | None) -> Array:
+    """Outputs of a reversed run, ``[*batch, time, H]``, in the order they were computed.
+
+    A reversed layer writes each output at its original position; Keras's ``go_backwards``
+    returns them in processing order. Entry ``k`` of sequence ``b`` becomes its output at
+    position ``len[b] - 1 - k`` for ``k < len[b]`` and zero after (without ``seq_lengths``:
+    the time axis flipped).
+    """
+    if seq_lengths is None:
+        return jnp.flip(ys, axis=-2)
+    lengths = jnp.asarray(seq_lengths)
+    time = ys.shape[-2]
+    steps = jnp.arange(time).reshape((1,) * lengths.ndim + (time,))
+    index = lengths[..., None] - 1 - steps  # [*batch, time]
+    gathered = jnp.take_along_axis(ys, jnp.clip(index, 0, time - 1)[..., None], axis=-2)
+    return jnp.where((index >= 0)[..., None], gathered, jnp.zeros_like(gathered))
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentOptions:
+    """A recurrent module's settings; see the modules' docstrings for each one."""
+
+    kind: Kind
+    features: int
+    return_sequences: bool = False
+    return_state: bool = False
+    go_backwards: bool = False
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+    num_layers: int = 1
+    stack_dropout: float = 0.0
+    unroll: int | bool = 1
+    remat: bool | Literal["segments"] = False
+    initializer: str = "keras"
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+    activation: Callable[[Array], Array] = jnp.tanh
+    reset_after: bool = True
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.num_layers, bool)
+            or not isinstance(self.num_layers, int)
+            or self.num_layers < 1
+        ):
+            raise ValueError(f"num_layers must be a positive int; got {self.num_layers!r}")
+
+    def cell(self) -> Cell:
+        """The functional cell: ``rnnjax.simple_rnn``, ``rnnjax.lstm`` or ``rnnjax.gru``."""
+        if self.kind == "lstm":
+            return lstm(self.features, initializer=self.initializer)
+        if self.kind == "gru":
+            return gru(self.features, self.reset_after, initializer=self.initializer)
+        return simple_rnn(self.features, self.activation, initializer=self.initializer)
+
+    def layer(self) -> Layer:
+        """The functional layer the module runs: ``rnnjax.layer`` (stacked for ``num_layers>1``)."""
+        single = make_layer(
+            self.cell(),
+            reverse=self.go_backwards,
+            dropout=self.dropout,
+            recurrent_dropout=self.recurrent_dropout,
+            unroll=self.unroll,
+            remat=self.remat,
+            compute_dtype=self.dtype,
+        )
+        if self.num_layers == 1:
+            return single
+        return make_stack(*(single,) * self.num_layers, dropout=self.stack_dropout)
+
+    @property
+    def uses_key(self) -> bool:
+        """Whether training (``deterministic=False``) draws dropout masks."""
+        stacked = self.num_layers > 1 and self.stack_dropout > 0
+        return self.dropout > 0 or self.recurrent_dropout > 0 or stacked
+
+    def init(self, key: Array, input_size: int) -> Params:
+        """``layer().init`` with every array cast to ``param_dtype``."""
+        params = self.layer().init(key, input_size)
+        return jax.tree.map(lambda a: a.astype(self.param_dtype), params)
+
+    def top(self, carry: Carry) -> Carry:
+        """The last layer's carry (the carry itself for one layer)."""
+        return carry[-1] if self.num_layers > 1 else carry
+
+    def __call__(
+        self,
+        params: Params,
+        xs: Array,
+        *,
+        seq_lengths: Array | None = None,
+        initial_carry: Carry | None = None,
+        key: Array | None = None,
+        deterministic: bool = True,
+    ) -> Any:
+        """The layer's ``apply``, returned as Keras returns it (see :func:`keras_output`)."""
+        final, ys = self.layer().apply(
+            params,
+            xs,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            key=key,
+            deterministic=deterministic,
+        )
+        if self.return_sequences:
+            outputs = processing_order(ys, seq_lengths) if self.go_backwards else ys
+        else:
+            outputs = _h(self.top(final))
+        return (outputs, final) if self.return_state else outputs
+
+
+def check_merge(merge: str) -> None:
+    if merge not in MERGE_MODES:
+        raise ValueError(f"Bidirectional: merge must be one of {MERGE_MODES}; got {merge!r}")
+
+
+def bidirectional_call(
+    forward: RecurrentOptions,
+    backward: RecurrentOptions,
+    merge: str,
+    params: BidirectionalParams,
+    xs: Array,
+    *,
+    seq_lengths: Array | None = None,
+    initial_carry: tuple[Carry, Carry] | None = None,
+    key: Array | None = None,
+    deterministic: bool = True,
+) -> Any:
+    """``rnnjax.bidirectional(forward.layer(), backward.layer())``, returned as Keras does.
+
+    ``return_sequences`` and ``return_state`` are the forward options' (Keras takes them from
+    the wrapped layer). Sequences come at their original positions in both directions; the
+    last output merges each direction's output at its last step processed (the forward's at
+    the last valid step, the backward's at step 0). The state is the pair of final carries.
+    """
+    check_merge(merge)
+    final, ys = bidirectional(forward.layer(), backward.layer(), merge=merge).apply(
+        params,
+        xs,
+        seq_lengths=seq_lengths,
+        initial_carry=initial_carry,
+        key=key,
+        deterministic=deterministic,
+    )
+    if forward.return_sequences:
+        outputs = ys
+    else:
+        outputs = _merge(merge, _h(forward.top(final[0])), _h(backward.top(final[1])))
+    return (outputs, final) if forward.return_state else outputs

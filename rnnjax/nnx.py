@@ -1,0 +1,419 @@
+"""Flax NNX modules over rnnjax's layers: ``SimpleRNN``, ``LSTM``, ``GRU``, ``Bidirectional``.
+
+Thin shells: a module owns its parameters, the same NamedTuples the cells' ``init`` returns
+(:class:`~rnnjax.LSTMParams` etc.), one :class:`flax.nnx.Param` per array, and calls
+:func:`rnnjax.layer` (:func:`rnnjax.stack` for ``num_layers > 1``, :func:`rnnjax.bidirectional`)
+on them, so its output equals the functional call on ``module.params``, bit for bit.
+
+What a call returns is what Keras returns:
+
+* ``return_sequences=False`` (default): the last output ``[*batch, features]``: the top
+  layer's final ``h``, which under ``seq_lengths`` is each sequence's output at its last valid
+  step (and the initial ``h`` for a sequence of length 0). With ``go_backwards=True`` it is
+  the output after reading step 0.
+* ``return_sequences=True``: all outputs ``[*batch, time, features]``. With
+  ``go_backwards=True`` they come in processing order (Keras's order): entry ``k`` of sequence
+  ``b`` is the output computed at position ``len[b] - 1 - k``, zeros for ``k >= len[b]``;
+  without ``seq_lengths`` that is the reversed layer's outputs flipped in time, which equals
+  a forward run over the flipped sequence (``rnnjax.interop.from_keras``).
+* ``return_state=True``: the pair ``(outputs, state)`` with ``state`` the final carry
+  (:class:`~rnnjax.LSTMState` ``(h, c)`` for the LSTM, ``h`` otherwise; a tuple with one per
+  layer for ``num_layers > 1``; a ``(forward, backward)`` pair for ``Bidirectional``), which
+  a later call takes back as ``initial_carry``.
+
+Training mode follows NNX: dropout is on while ``deterministic`` is False (the default, as
+for :class:`flax.nnx.Dropout`); ``model.eval()`` turns it off and ``model.train()`` back on,
+and a call's ``deterministic=`` overrides both. Masks are drawn from the ``dropout`` stream
+of the ``rngs`` given at construction (or from ``rngs=`` of the call: an
+:class:`~flax.nnx.Rngs`, a stream, or a key).
+
+Functional and converted params load with :meth:`load_params`, e.g. the params of
+``rnnjax.interop.from_torch`` or ``from_keras``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.typing import DTypeLike
+
+from rnnjax._src.cells import Carry, Params
+from rnnjax._src.layers import BidirectionalParams
+from rnnjax._src.modules_common import RecurrentOptions, bidirectional_call, check_merge
+
+Array = jax.Array
+KeySource = nnx.Rngs | nnx.RngStream | Array | None
+
+__all__ = ("GRU", "LSTM", "Bidirectional", "SimpleRNN")
+
+
+def _is_variable(x: Any) -> bool:
+    return isinstance(x, nnx.Variable)
+
+
+def _draw_key(where: str, rngs: KeySource) -> Array:
+    if isinstance(rngs, nnx.Rngs):
+        return rngs.dropout()
+    if isinstance(rngs, nnx.RngStream):
+        return rngs()
+    if isinstance(rngs, jax.Array):
+        return rngs
+    raise ValueError(
+        f"{where}: dropout is on (deterministic=False) but the module has no rngs; pass"
+        " rngs=nnx.Rngs(...) at construction or rngs= to the call, or call .eval()"
+    )
+
+
+def _check_like(where: str, new: Params, old: Params) -> None:
+    new_shapes = jax.tree.map(jnp.shape, new)
+    old_shapes = jax.tree.map(jnp.shape, old)
+    if str(jax.tree.structure(new)) != str(jax.tree.structure(old)) or new_shapes != old_shapes:
+        raise ValueError(
+            f"{where}: params must match the module's: expected {old_shapes}; got {new_shapes}"
+        )
+
+
+class _Recurrent(nnx.Module):
+    """What SimpleRNN, LSTM and GRU share; see :class:`LSTM`."""
+
+    def __init__(
+        self,
+        in_features: int,
+        options: RecurrentOptions,
+        *,
+        deterministic: bool,
+        rngs: nnx.Rngs,
+    ) -> None:
+        self.in_features = in_features
+        self.options = options
+        self.deterministic = deterministic
+        self.cell = nnx.data(jax.tree.map(nnx.Param, options.init(rngs.params(), in_features)))
+        self.rngs = rngs.dropout.fork() if options.uses_key else nnx.data(None)
+
+    @property
+    def params(self) -> Params:
+        """The params as the functional layer takes them: the cell's NamedTuple (a tuple of
+        them for ``num_layers > 1``)."""
+        return jax.tree.map(lambda v: v[...], self.cell, is_leaf=_is_variable)
+
+    def load_params(self, params: Params) -> None:
+        """Replaces the params in place with ``params`` of the same structure and shapes,
+        e.g. from ``cell.init``, ``rnnjax.interop.from_torch`` or ``from_keras``; arrays are
+        cast to the module's ``param_dtype``."""
+        _check_like(f"{type(self).__name__}.load_params", params, self.params)
+        dtype = self.options.param_dtype
+        jax.tree.map(
+            lambda v, new: v.set_value(jnp.asarray(new, dtype)),
+            self.cell,
+            params,
+            is_leaf=_is_variable,
+        )
+
+    def __call__(
+        self,
+        xs: Array,
+        *,
+        seq_lengths: Array | None = None,
+        initial_carry: Carry | None = None,
+        deterministic: bool | None = None,
+        rngs: KeySource = None,
+    ) -> Any:
+        """Runs over ``xs [*batch, time, in_features]``; returns what Keras returns (above)."""
+        deterministic = self.deterministic if deterministic is None else deterministic
+        key = None
+        if not deterministic and self.options.uses_key:
+            key = _draw_key(type(self).__name__, rngs if rngs is not None else self.rngs)
+        return self.options(
+            self.params,
+            xs,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            key=key,
+            deterministic=deterministic,
+        )
+
+
+class SimpleRNN(_Recurrent):
+    """Keras's ``SimpleRNN`` as an NNX module: ``h' = activation(x W + h U + b)``.
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      activation: default ``jnp.tanh``.
+      return_sequences, return_state, go_backwards: as Keras (module docstring).
+      dropout: Keras's input dropout rate, one mask per sequence fixed over time.
+      recurrent_dropout: Keras's recurrent dropout rate, on ``h`` where it enters ``U``.
+      num_layers: layers stacked (PyTorch's ``num_layers``), each ``features`` wide.
+      stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
+      unroll, remat: as :func:`rnnjax.layer`.
+      initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see the README).
+      dtype: computation dtype (``rnnjax.layer``'s ``compute_dtype``); ``None`` computes in
+        ``param_dtype``.
+      param_dtype: dtype of the params.
+      deterministic: initial mode; ``False`` is training (dropout on).
+      rngs: ``params`` and ``dropout`` streams (``nnx.Rngs(0)`` serves both).
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> rnn = rnnjax.nnx.SimpleRNN(3, 8, rngs=nnx.Rngs(0))
+      >>> rnn(jnp.ones((2, 5, 3))).shape                  # the last output
+      (2, 8)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        activation: Callable[[Array], Array] = jnp.tanh,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        num_layers: int = 1,
+        stack_dropout: float = 0.0,
+        unroll: int | bool = 1,
+        remat: bool | Literal["segments"] = False,
+        initializer: str = "keras",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        deterministic: bool = False,
+        rngs: nnx.Rngs,
+    ) -> None:
+        options = RecurrentOptions(
+            "simple_rnn",
+            features,
+            return_sequences,
+            return_state,
+            go_backwards,
+            dropout,
+            recurrent_dropout,
+            num_layers,
+            stack_dropout,
+            unroll,
+            remat,
+            initializer,
+            dtype,
+            param_dtype,
+            activation=activation,
+        )
+        super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
+
+
+class LSTM(_Recurrent):
+    """Keras's ``LSTM`` as an NNX module (gates i, f, g, o; params :class:`~rnnjax.LSTMParams`).
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      return_sequences, return_state, go_backwards: as Keras (module docstring).
+      dropout, recurrent_dropout, num_layers, stack_dropout, unroll, remat, initializer,
+      dtype, param_dtype, deterministic, rngs: as :class:`SimpleRNN`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
+      >>> from flax import nnx
+      >>> lstm = rnnjax.nnx.LSTM(3, 8, return_sequences=True, rngs=nnx.Rngs(0))
+      >>> xs, lengths = jnp.ones((2, 5, 3)), jnp.array([5, 2])
+      >>> lstm(xs, seq_lengths=lengths).shape
+      (2, 5, 8)
+      >>> _, ys = rnnjax.rnn(rnnjax.lstm(8), lstm.params, xs, seq_lengths=lengths)
+      >>> bool((lstm(xs, seq_lengths=lengths) == ys).all())   # the functional call
+      True
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        num_layers: int = 1,
+        stack_dropout: float = 0.0,
+        unroll: int | bool = 1,
+        remat: bool | Literal["segments"] = False,
+        initializer: str = "keras",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        deterministic: bool = False,
+        rngs: nnx.Rngs,
+    ) -> None:
+        options = RecurrentOptions(
+            "lstm",
+            features,
+            return_sequences,
+            return_state,
+            go_backwards,
+            dropout,
+            recurrent_dropout,
+            num_layers,
+            stack_dropout,
+            unroll,
+            remat,
+            initializer,
+            dtype,
+            param_dtype,
+        )
+        super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
+
+
+class GRU(_Recurrent):
+    """Keras's ``GRU`` as an NNX module (gates r, z, n; params :class:`~rnnjax.GRUParams`).
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
+      return_sequences, return_state, go_backwards, dropout, recurrent_dropout, num_layers,
+      stack_dropout, unroll, remat, initializer, dtype, param_dtype, deterministic, rngs:
+        as :class:`SimpleRNN`.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> gru = rnnjax.nnx.GRU(3, 8, return_state=True, rngs=nnx.Rngs(0))
+      >>> last, h = gru(jnp.ones((2, 5, 3)))
+      >>> bool((last == h).all())
+      True
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        reset_after: bool = True,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        num_layers: int = 1,
+        stack_dropout: float = 0.0,
+        unroll: int | bool = 1,
+        remat: bool | Literal["segments"] = False,
+        initializer: str = "keras",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        deterministic: bool = False,
+        rngs: nnx.Rngs,
+    ) -> None:
+        options = RecurrentOptions(
+            "gru",
+            features,
+            return_sequences,
+            return_state,
+            go_backwards,
+            dropout,
+            recurrent_dropout,
+            num_layers,
+            stack_dropout,
+            unroll,
+            remat,
+            initializer,
+            dtype,
+            param_dtype,
+            reset_after=reset_after,
+        )
+        super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
+
+
+class Bidirectional(nnx.Module):
+    """Keras's ``Bidirectional``: the given layer forward, a fresh copy of it backward.
+
+    The backward layer has the same settings with ``go_backwards`` flipped and its own params
+    drawn from ``rngs``; it runs through :func:`rnnjax.bidirectional`, so under
+    ``seq_lengths`` it reads each sequence's valid part from its last valid step back to
+    step 0, and its outputs sit at their original positions. ``return_sequences`` and
+    ``return_state`` are the wrapped layer's. Without ``return_sequences`` the output merges
+    each direction's last output (forward: at the last valid step; backward: at step 0). The
+    state is the pair ``(forward carry, backward carry)``.
+
+    Args:
+      layer: a :class:`SimpleRNN`, :class:`LSTM` or :class:`GRU`, the forward direction.
+      merge: ``"concat"`` (default), ``"sum"``, ``"mul"``, ``"ave"`` or ``"none"`` (a pair).
+      deterministic: initial mode; ``False`` is training (dropout on).
+      rngs: ``params`` (backward layer) and ``dropout`` streams.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> rngs = nnx.Rngs(0)
+      >>> bi = rnnjax.nnx.Bidirectional(rnnjax.nnx.GRU(3, 8, rngs=rngs), rngs=rngs)
+      >>> bi(jnp.ones((2, 5, 3)), seq_lengths=jnp.array([5, 3])).shape
+      (2, 16)
+    """
+
+    def __init__(
+        self,
+        layer: _Recurrent,
+        *,
+        merge: str = "concat",
+        deterministic: bool = False,
+        rngs: nnx.Rngs,
+    ) -> None:
+        check_merge(merge)
+        if not isinstance(layer, _Recurrent):
+            raise TypeError(
+                "Bidirectional: layer must be a rnnjax.nnx SimpleRNN, LSTM or GRU; got"
+                f" {type(layer).__name__}"
+            )
+        self.merge = merge
+        self.deterministic = deterministic
+        self.forward = layer
+        backward = nnx.clone(layer)
+        backward.options = dataclasses.replace(
+            layer.options, go_backwards=not layer.options.go_backwards
+        )
+        backward.load_params(backward.options.init(rngs.params(), layer.in_features))
+        self.backward = backward
+        uses_key = layer.options.uses_key
+        self.rngs = rngs.dropout.fork() if uses_key else nnx.data(None)
+
+    @property
+    def params(self) -> BidirectionalParams:
+        """``BidirectionalParams(forward, backward)``, as :func:`rnnjax.bidirectional` takes."""
+        return BidirectionalParams(self.forward.params, self.backward.params)
+
+    def load_params(self, params: tuple[Params, Params]) -> None:
+        """Loads a ``(forward, backward)`` pair (e.g. ``rnnjax.interop.from_keras``'s)."""
+        forward, backward = params
+        self.forward.load_params(forward)
+        self.backward.load_params(backward)
+
+    def __call__(
+        self,
+        xs: Array,
+        *,
+        seq_lengths: Array | None = None,
+        initial_carry: tuple[Carry, Carry] | None = None,
+        deterministic: bool | None = None,
+        rngs: KeySource = None,
+    ) -> Any:
+        """Runs both directions over ``xs [*batch, time, in_features]``."""
+        deterministic = self.deterministic if deterministic is None else deterministic
+        key = None
+        if not deterministic and self.forward.options.uses_key:
+            key = _draw_key("Bidirectional", rngs if rngs is not None else self.rngs)
+        return bidirectional_call(
+            self.forward.options,
+            self.backward.options,
+            self.merge,
+            self.params,
+            xs,
+            seq_lengths=seq_lengths,
+            initial_carry=initial_carry,
+            key=key,
+            deterministic=deterministic,
+        )
