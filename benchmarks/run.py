@@ -1,181 +1,184 @@
-"""Times rnnjax against Flax's ``nn.RNN`` on the same shapes, in one process, side by side.
+"""Times rnnjax against its peers on the same shapes, in one run, on whatever device JAX finds.
 
-Forward and forward+backward (value and grad of a mean loss w.r.t. params and inputs) are
-timed apart; the first call (compile) is reported apart; every call ends in
-``block_until_ready``; implementations run interleaved round-robin after a warm-up, and the
-table gives medians with ratios to rnnjax (above 1: rnnjax is faster).
+In this process, interleaved round-robin: rnnjax (LSTM, GRU, SimpleRNN), Flax linen ``nn.RNN``
+(OptimizedLSTMCell, LSTMCell, GRUCell, SimpleCell), Flax NNX ``nnx.RNN`` and, on a GPU,
+``jax.experimental.rnn``'s cuDNN LSTM. In processes of their own, one after the other for
+each shape: Keras 3 on the JAX backend and PyTorch (each skipped with a note where missing).
+Forward and forward+backward are timed apart, the first call (compilation) is reported apart,
+and tables give medians after a warm-up. Writes ``results.json`` (every sample), ``table.md``
+and ``plot.png``; see benchmarks/README.md for what each figure means.
 
-    python benchmarks/run.py                 # the default grid
-    python benchmarks/run.py --quick         # a tiny grid, seconds
-    python benchmarks/run.py --shape 64,256,256,256 --repeats 15
+    python benchmarks/run.py                      # the default grid (minutes; 8 on 2 CPU cores)
+    python benchmarks/run.py --quick              # a tiny grid (well under a minute)
+    python benchmarks/run.py --impls rnnjax,torch --shape 64,256,256,256 --repeats 15
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
+import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import flax
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
+from _common import (
+    DEFAULT_GRID,
+    DTYPES,
+    IMPLS,
+    KINDS,
+    QUICK_GRID,
+    Case,
+    Reply,
+    Row,
+    Worker,
+    host,
+    load_average,
+)
+from _report import full_table, sort_rows, write_reports
 
-import rnnjax
-
-GRID = [(32, 128, 128, 128), (64, 256, 256, 256), (16, 1000, 32, 64), (128, 64, 512, 512)]
-QUICK_GRID = [(8, 16, 8, 8)]
-GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
-
-
-class Candidate(NamedTuple):
-    name: str
-    kind: str  # lstm | gru | simple_rnn
-    apply: Callable[[Any, jax.Array], jax.Array]  # (params, xs [B, T, I]) -> ys [B, T, H]
-    params: Any
-
-
-def rnnjax_candidate(kind: str, key: jax.Array, input_size: int, hidden: int) -> Candidate:
-    cell = {"lstm": rnnjax.lstm, "gru": rnnjax.gru, "simple_rnn": rnnjax.simple_rnn}[kind](hidden)
-    params = cell.init(key, input_size)
-    return Candidate(f"rnnjax {kind}", kind, lambda p, xs: rnnjax.rnn(cell, p, xs)[1], params)
+HERE = Path(__file__).resolve().parent
+WORKER_SCRIPTS = {"keras": HERE / "_keras_worker.py", "torch": HERE / "_torch_worker.py"}
 
 
-def flax_candidate(
-    cell_type: type[nn.Module], kind: str, key: jax.Array, xs: jax.Array, hidden: int
-) -> Candidate:
-    module = nn.RNN(cell_type(hidden))
-    return Candidate(f"flax {cell_type.__name__}", kind, module.apply, module.init(key, xs))
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="default grid (B, T, I, H, dtype): "
+        + "; ".join(case.label for case in DEFAULT_GRID),
+    )
+    parser.add_argument("--quick", action="store_true", help="a tiny grid, to check the setup")
+    parser.add_argument(
+        "--shape", action="append", metavar="B,T,I,H", help="a shape to time (repeatable)"
+    )
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="float32", help="dtype of --shape and --quick cases"
+    )
+    parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated, of: %(default)s")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated, of: %(default)s")
+    parser.add_argument("--repeats", type=int, help="timed calls per implementation (7; quick 3)")
+    parser.add_argument("--warmup", type=int, help="untimed calls after the first (2; quick 1)")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="output folder")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="time nothing: rewrite table.md and plot.png beside an earlier results.json",
+    )
+    args = parser.parse_args(argv)
+    for option, allowed in (("impls", IMPLS), ("kinds", KINDS)):
+        chosen = getattr(args, option).split(",")
+        if unknown := [value for value in chosen if value not in allowed]:
+            parser.error(f"--{option}: unknown {unknown}; choose from {','.join(allowed)}")
+        setattr(args, option, chosen)
+    try:
+        shapes = [Case.parse(text, args.dtype) for text in args.shape or []]
+    except ValueError as error:
+        parser.error(f"--shape: {error}")
+    quick = [case._replace(dtype=args.dtype) for case in QUICK_GRID]
+    args.grid = shapes or (quick if args.quick else list(DEFAULT_GRID))
+    args.repeats = args.repeats or (3 if args.quick else 7)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    return args
 
 
-def candidates(key: jax.Array, xs: jax.Array, hidden: int, kinds: list[str]) -> list[Candidate]:
-    input_size = xs.shape[-1]
-    found = []
-    for kind in kinds:
-        found.append(rnnjax_candidate(kind, key, input_size, hidden))
-        if kind == "lstm":
-            found.append(flax_candidate(nn.OptimizedLSTMCell, kind, key, xs, hidden))
-            found.append(flax_candidate(nn.LSTMCell, kind, key, xs, hidden))
-        elif kind == "gru":
-            found.append(flax_candidate(nn.GRUCell, kind, key, xs, hidden))
-        elif kind == "simple_rnn":
-            found.append(flax_candidate(nn.SimpleCell, kind, key, xs, hidden))
-    return found
+def start_workers(impls: list[str], backend: str) -> dict[str, Worker]:
+    """A process per peer that needs its own, started before any timing."""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    workers = {}
+    for impl in impls:
+        if impl in WORKER_SCRIPTS:
+            workers[impl] = Worker(impl, WORKER_SCRIPTS[impl], {"backend": backend}, env)
+    return workers
 
 
-def compiled(candidate: Candidate, mode: str) -> Callable[[Any, jax.Array], Any]:
-    if mode == "forward":
-        return jax.jit(candidate.apply)
-    loss = lambda params, xs: jnp.mean(candidate.apply(params, xs))  # noqa: E731
-    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+def bench_case(case: Case, args: argparse.Namespace, workers: dict[str, Worker]) -> Reply:
+    """This process's implementations round-robin, then each worker's, one after the other."""
+    import _jax_impls
+
+    impls = [impl for impl in args.impls if impl in _jax_impls.BUILDERS]
+    candidates, notes = _jax_impls.build(_jax_impls.BUILDERS, impls, args.kinds, case)
+    rows, more_notes = _jax_impls.bench_candidates(candidates, case, args.warmup, args.repeats)
+    notes += more_notes
+    request = dict(case=case._asdict(), kinds=args.kinds, warmup=args.warmup, repeats=args.repeats)
+    for worker in workers.values():  # never two processes at once
+        more_rows, more_notes = worker.bench(request)
+        rows += more_rows
+        notes += more_notes
+    return rows, notes
 
 
-def timed(function: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(function())
-    return time.perf_counter() - start
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.report:
+        write_reports(json.loads(args.report.read_text()), args.report.parent)
+        print(f"wrote {args.report.parent / 'table.md'} and plot.png from {args.report}")
+        return
+    # Let the worker processes share an accelerator with this one (JAX's default takes 75%).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    import _jax_impls
 
+    started = time.perf_counter()
+    environment: dict[str, Any] = {**_jax_impls.environment(), "host": host()}
+    dtypes = sorted({"float32", *(case.dtype for case in args.grid)}, key=DTYPES.index)
+    matmul_before = {dtype: _jax_impls.matmul_gflops(dtype) for dtype in dtypes}
 
-def bench_shape(
-    shape: tuple[int, int, int, int], kinds: list[str], repeats: int, warmup: int
-) -> list[dict[str, Any]]:
-    batch, steps, input_size, hidden = shape
-    key = jax.random.key(0)
-    xs = jax.random.normal(key, (batch, steps, input_size))
-    rows = []
-    for mode in ("forward", "forward+backward"):
-        runs = []
-        for candidate in candidates(key, xs, hidden, kinds):
-            function = compiled(candidate, mode)
-            first = timed(lambda f=function, c=candidate: f(c.params, xs))
-            runs.append((candidate, function, first, []))
-        for _ in range(warmup):
-            for candidate, function, _, _ in runs:
-                timed(lambda f=function, c=candidate: f(c.params, xs))
-        for _ in range(repeats):  # round-robin, so drift on a shared machine hits everyone
-            for candidate, function, _, samples in runs:
-                samples.append(timed(lambda f=function, c=candidate: f(c.params, xs)))
-        for candidate, _, first, samples in runs:
-            flop = 2 * batch * steps * (input_size + hidden) * GATES[candidate.kind] * hidden
-            median = statistics.median(samples)
-            rows.append(
-                {
-                    "shape": dict(batch=batch, time=steps, input=input_size, hidden=hidden),
-                    "mode": mode,
-                    "name": candidate.name,
-                    "kind": candidate.kind,
-                    "first_call_s": first,
-                    "median_ms": 1e3 * median,
-                    "tokens_per_s": batch * steps / median,
-                    "gflop_per_s": flop * (1 if mode == "forward" else 3) / median / 1e9,
-                    "samples_s": samples,
-                }
-            )
-    return rows
+    notes: list[str] = []
+    workers = start_workers(args.impls, environment["backend"])
+    for name, worker in workers.items():
+        if worker.available:
+            environment["versions"].update(worker.hello["versions"])
+            environment[name] = {k: v for k, v in worker.hello.items() if k != "versions"}
+        else:
+            notes.append(f"{name}: {worker.hello['note']}")
+            print(notes[-1], flush=True)
+    print(json.dumps(environment, indent=1), flush=True)
+    for dtype, rate in matmul_before.items():
+        print(f"matmul 2048^3 {dtype}, before the grid: {rate:,.1f} GFLOP/s", flush=True)
 
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| B, T, I, H | mode | implementation | median ms | tokens/s | GFLOP/s | vs rnnjax |"
-        " compile s |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
+    rows: list[Row] = []
+    for case in args.grid:
+        case_rows, case_notes = bench_case(case, args, workers)
+        rows += case_rows
+        for note in case_notes:
+            if note not in notes:
+                notes.append(note)
+                print(note, flush=True)
+        print(full_table(sort_rows(case_rows, args.grid)), flush=True)
+    for worker in workers.values():
+        worker.close()
+    # The device's rate: the better of two measurements, so a busy moment does not lower it.
+    matmul_after = {dtype: _jax_impls.matmul_gflops(dtype) for dtype in dtypes}
+    matmul = {dtype: max(matmul_before[dtype], matmul_after[dtype]) for dtype in dtypes}
+    for dtype, rate in matmul_after.items():
+        print(f"matmul 2048^3 {dtype}, after the grid: {rate:,.1f} GFLOP/s", flush=True)
+    environment["host"]["load_average_after"] = load_average()
     for row in rows:
-        reference = next(
-            r
-            for r in rows
-            if r["shape"] == row["shape"]
-            and r["mode"] == row["mode"]
-            and r["name"] == f"rnnjax {row['kind']}"
-        )
-        shape = ", ".join(str(v) for v in row["shape"].values())
-        lines.append(
-            f"| {shape} | {row['mode']} | {row['name']} | {row['median_ms']:.1f} |"
-            f" {row['tokens_per_s']:,.0f} | {row['gflop_per_s']:.0f} |"
-            f" {row['median_ms'] / reference['median_ms']:.2f}x | {row['first_call_s']:.2f} |"
-        )
-    return "\n".join(lines)
+        row["percent_of_matmul"] = 100 * row["gflop_per_s"] / matmul[row["case"]["dtype"]]
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a tiny grid that runs in seconds")
-    parser.add_argument("--shape", action="append", help="B,T,I,H (repeatable)")
-    parser.add_argument("--kinds", default="lstm,gru,simple_rnn", help="comma-separated cells")
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results", help="folder for JSON and table")
-    args = parser.parse_args()
-
-    if args.shape:
-        grid = [tuple(int(v) for v in s.split(",")) for s in args.shape]
-    else:
-        grid = QUICK_GRID if args.quick else GRID
-    kinds = args.kinds.split(",")
-    environment = {
-        "device": str(jax.devices()[0]),
-        "backend": jax.default_backend(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "rnnjax": rnnjax.__version__,
-        "python": platform.python_version(),
-        "machine": platform.processor() or platform.machine(),
+    rows = sort_rows(rows, args.grid)
+    settings = {
+        "grid": [case._asdict() for case in args.grid],
+        "impls": args.impls,
+        "kinds": args.kinds,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "wall_s": time.perf_counter() - started,
     }
-    print(json.dumps(environment), flush=True)
-    rows = []
-    for shape in grid:
-        rows += bench_shape(shape, kinds, args.repeats, args.warmup)  # type: ignore[arg-type]
-        print(markdown([r for r in rows if tuple(r["shape"].values()) == shape]), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"environment": environment, "rows": rows}))
-    (out / "table.md").write_text(markdown(rows) + "\n")
-    print(f"wrote {out / 'results.json'} and {out / 'table.md'}")
+    report = {
+        "environment": environment,
+        "matmul_gflop_per_s": matmul,
+        "matmul_gflop_per_s_before_after": [matmul_before, matmul_after],
+        "settings": settings,
+        "implementations": {impl: sum(r["impl"] == impl for r in rows) for impl in args.impls},
+        "notes": notes,
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+    write_reports(report, args.out)
+    print(f"\nwrote {args.out / 'results.json'}, table.md and plot.png", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""``benchmarks/run.py --quick`` end to end: its JSON, Markdown table and plot, never timings."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("forward", "forward+backward")
+KINDS = ("lstm", "gru", "simple_rnn")
+
+
+def expected_implementations():
+    """The families that must run on any machine, plus the peers installed (or required)."""
+    required = os.environ.get("RNNJAX_REQUIRE_PEERS") == "1"
+    peers = {name for name in ("keras", "torch") if required or importlib.util.find_spec(name)}
+    return {"rnnjax", "linen", "nnx"} | peers
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out, result.stdout
+
+
+def test_json_has_every_implementation_in_both_modes(quick_run):
+    out, _ = quick_run
+    report = json.loads((out / "results.json").read_text())
+    ran = {impl for impl, count in report["implementations"].items() if count}
+    assert expected_implementations() <= ran, report["notes"]
+    for impl in ran:
+        for mode in MODES:
+            rows = [r for r in report["rows"] if r["impl"] == impl and r["mode"] == mode]
+            kinds = {r["kind"] for r in rows}
+            assert kinds == ({"lstm"} if impl == "cudnn" else set(KINDS)), (impl, mode)
+            for row in rows:
+                assert row["median_ms"] > 0 and row["first_call_s"] > 0, row["name"]
+                assert len(row["samples_s"]) == report["settings"]["repeats"]
+    assert all(rate > 0 for rate in report["matmul_gflop_per_s"].values())
+    assert report["environment"]["versions"]["rnnjax"]
+
+
+def test_markdown_table_has_ratios_to_rnnjax(quick_run):
+    out, stdout = quick_run
+    table = (out / "table.md").read_text()
+    assert "| vs rnnjax |" in table and "| % of matmul |" in table
+    assert "| rnnjax LSTM |" in table and "| 1.00x |" in table
+    assert "| vs rnnjax |" in stdout  # each case's table is printed as it finishes
+
+
+def test_plot_is_a_png(quick_run):
+    out, _ = quick_run
+    assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_lists_the_options():
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    for option in ("--quick", "--impls", "--shape", "--dtype", "--repeats", "--warmup", "--out"):
+        assert option in result.stdout
+
+
+def test_report_rewrites_table_and_plot_from_json(quick_run, tmp_path):
+    out, _ = quick_run
+    (tmp_path / "results.json").write_text((out / "results.json").read_text())
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--report"]
+    subprocess.run([*command, str(tmp_path / "results.json")], timeout=120, check=True)
+    assert (tmp_path / "table.md").read_text() == (out / "table.md").read_text()
+    assert (tmp_path / "plot.png").exists()
