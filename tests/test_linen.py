@@ -9,6 +9,7 @@ from flax import linen as nn
 
 import rnnjax
 import rnnjax.linen
+from tests.peers import import_peer
 from tests.test_nnx import LENGTHS, assert_equal, bce, inputs, keras_structure, parity_data
 
 HIDDEN = 5
@@ -79,7 +80,7 @@ def test_jit_grad_vmap_and_variables_round_trip():
 
 
 def test_bidirectional_and_keras_weights():
-    keras = pytest.importorskip("keras")
+    keras = import_peer("keras")
     with jax.numpy_rank_promotion("allow"):  # Keras's own code broadcasts ranks
         check_bidirectional(keras)
 

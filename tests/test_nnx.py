@@ -10,6 +10,7 @@ from flax import nnx
 import rnnjax
 import rnnjax.interop
 import rnnjax.nnx
+from tests.peers import import_peer
 
 BATCH, TIME, FEATURES, HIDDEN = 3, 6, 4, 5
 LENGTHS = jnp.array([6, 0, 3])
@@ -223,7 +224,7 @@ def test_bidirectional_equals_functional(merge):
 
 
 def test_load_params_from_torch_and_keras_layout():
-    torch = pytest.importorskip("torch")
+    torch = import_peer("torch")
     torch.manual_seed(0)
     module = torch.nn.LSTM(FEATURES, HIDDEN, num_layers=2, batch_first=True)
     apply, params = rnnjax.interop.from_torch(module)
