@@ -49,15 +49,28 @@ Builder = Callable[[str, Case, jax.Array], list[Candidate]]
 
 
 def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
-    """``rnnjax.rnn`` over ``rnnjax.lstm`` / ``gru`` / ``simple_rnn``."""
+    """``rnnjax.rnn`` over ``rnnjax.lstm`` / ``gru`` / ``simple_rnn``: autodiff, and fused.
+
+    In bfloat16 rows the params and inputs are bfloat16 and the carry float32: bfloat16
+    matmuls, float32 gates and state (``rnnjax.layer(compute_dtype=jnp.bfloat16)``).
+    """
     make_cell = {"lstm": rnnjax.lstm, "gru": rnnjax.gru, "simple_rnn": rnnjax.simple_rnn}[kind]
     cell = make_cell(case.hidden)
-
-    def apply(params: Any, xs: jax.Array) -> jax.Array:
-        return rnnjax.rnn(cell, params, xs)[1]
-
     params = cell.init(key, case.input, dtype=case.dtype)
-    return [Candidate("rnnjax", f"rnnjax {TITLES[kind]}", kind, apply, params)]
+
+    def candidate(impl: str, title: str, fused_backward: bool) -> Candidate:
+        def apply(params: Any, xs: jax.Array) -> jax.Array:
+            carry = cell.initial_carry(params, xs.shape[0], jnp.float32)
+            return rnnjax.rnn(cell, params, xs, initial_carry=carry, fused_backward=fused_backward)[
+                1
+            ]
+
+        return Candidate(impl, title, kind, apply, params)
+
+    return [
+        candidate("rnnjax", f"rnnjax {TITLES[kind]}", False),
+        candidate("rnnjax-fused", f"rnnjax {TITLES[kind]} fused_backward", True),
+    ]
 
 
 def _orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:

@@ -21,7 +21,7 @@ def sort_rows(rows: list[Row], grid: list[Case]) -> list[Row]:
             grid.index(case_of(row)) if case_of(row) in grid else len(grid),
             MODES.index(row["mode"]),
             KINDS.index(row["kind"]),
-            IMPLS.index(row["impl"]),
+            IMPLS.index(row["impl"].removesuffix("-fused")),
             names.index(row["name"]),
         ),
     )
@@ -115,7 +115,8 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
             for index, name in enumerate(names):
                 mine = [row for row in here if row["name"] == name]
                 family = [n for n in names if n.split()[0] == name.split()[0]]
-                color = palette[2 * IMPLS.index(mine[0]["impl"]) + family.index(name) % 2]
+                impl = mine[0]["impl"].removesuffix("-fused")
+                color = palette[2 * IMPLS.index(impl) + family.index(name) % 2]
                 axis.bar(
                     [
                         labels.index(case_of(r).label) + (index - (len(names) - 1) / 2) * width

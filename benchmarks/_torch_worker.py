@@ -61,17 +61,25 @@ class TorchBench:
         if self.device == "cuda":
             torch.cuda.synchronize()
 
-    def forward(self, module: Any, xs: Any) -> None:
+    def autocast(self, dtype: Any) -> Any:
+        """bfloat16 runs as ``torch.autocast``: float32 module and inputs, bfloat16 matmuls."""
         import torch
 
-        with torch.no_grad():
+        return torch.autocast(self.device, dtype=dtype, enabled=dtype != torch.float32)
+
+    def forward(self, module: Any, xs: Any, dtype: Any) -> None:
+        import torch
+
+        with torch.no_grad(), self.autocast(dtype):
             module(xs)
         self.synchronize()
 
-    def forward_backward(self, module: Any, xs: Any) -> None:
+    def forward_backward(self, module: Any, xs: Any, dtype: Any) -> None:
         module.zero_grad(set_to_none=True)
         inputs = xs.detach().requires_grad_()
-        module(inputs)[0].mean().backward()
+        with self.autocast(dtype):
+            loss = module(inputs)[0].float().mean()
+        loss.backward()
         self.synchronize()
 
     def peak_bytes(self) -> int | None:
@@ -85,7 +93,7 @@ class TorchBench:
         case = Case(**request["case"])
         dtype = getattr(torch, case.dtype)
         torch.manual_seed(0)
-        xs = torch.randn(case.batch, case.time, case.input, device=self.device, dtype=dtype)
+        xs = torch.randn(case.batch, case.time, case.input, device=self.device)
         layer_types = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "simple_rnn": torch.nn.RNN}
         modules = [
             (kind, layer_types[kind](case.input, case.hidden, batch_first=True))
@@ -98,9 +106,11 @@ class TorchBench:
             ready = []
             for kind, module in modules:
                 name = f"torch {type(module).__name__}"
-                module.to(device=self.device, dtype=dtype)
+                if dtype != torch.float32:
+                    name += " (autocast)"
+                module.to(device=self.device)
                 run = self.forward if mode == "forward" else self.forward_backward
-                call = functools.partial(run, module, xs)
+                call = functools.partial(run, module, xs, dtype)
                 if self.device == "cuda":
                     torch.cuda.reset_peak_memory_stats()
                 try:

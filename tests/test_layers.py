@@ -5,6 +5,7 @@ import itertools
 
 import jax
 import jax.numpy as jnp
+from jax.extend import core as jex_core
 import numpy as np
 import pytest
 from hypothesis import given
@@ -441,15 +442,38 @@ def test_bfloat16_compute_stays_finite_and_close_to_float32(case):
     assert all(g.dtype == jnp.float32 and jnp.isfinite(g).all() for g in jax.tree.leaves(grads))
 
 
-def test_bfloat16_lstm_keeps_c_in_float32_and_matmuls_in_bfloat16():
+def _dot_operand_dtypes(jaxpr):
+    """``(lhs, rhs, result)`` dtypes of every ``dot_general`` in ``jaxpr`` and its sub-jaxprs."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(tuple(str(v.aval.dtype) for v in (*eqn.invars, *eqn.outvars)))
+        for sub in jex_core.jaxprs_in_params(eqn.params):
+            found += _dot_operand_dtypes(sub)
+    return found
+
+
+@pytest.mark.parametrize("fused_backward", [False, True])
+def test_bfloat16_matmuls_take_bfloat16_operands_forward_and_backward(fused_backward):
+    params = rnnjax.lstm(HIDDEN).init(jax.random.key(0), FEATURES)
+    mixed = rnnjax.layer(
+        rnnjax.lstm(HIDDEN), compute_dtype=jnp.bfloat16, fused_backward=fused_backward
+    )
+    loss = lambda p, x: jnp.sum(mixed.apply(p, x)[1])  # noqa: E731
+    jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, inputs()).jaxpr
+    dots = _dot_operand_dtypes(jaxpr)
+    assert len(dots) >= 6  # forward: 2 per step; backward: dh per step, dW, dU, dx
+    assert all(lhs == rhs == "bfloat16" for lhs, rhs, _ in dots), dots
+    assert any(out == "float32" for *_, out in dots)  # the forward accumulates in float32
+
+
+def test_bfloat16_lstm_keeps_its_state_in_float32():
     params = rnnjax.lstm(HIDDEN).init(jax.random.key(0), FEATURES)
     mixed = rnnjax.layer(rnnjax.lstm(HIDDEN), compute_dtype=jnp.bfloat16)
-    jaxpr = str(jax.make_jaxpr(lambda p: mixed.apply(p, inputs()))(params))
-    assert "bf16[3,5,20]" in jaxpr or "bf16[3,20]" in jaxpr  # bfloat16 gate pre-activations
     carry = (jnp.zeros((BATCH, HIDDEN)), jnp.full((BATCH, HIDDEN), 1 + 2**-12))
-    final, _ = mixed.apply(params, inputs(time=1), initial_carry=carry)
+    final, ys = mixed.apply(params, inputs(time=1), initial_carry=carry)
     # bfloat16 would round c to 1; float32 keeps the 2**-12 through f * c.
-    assert final.c.dtype == jnp.float32
+    assert final.c.dtype == final.h.dtype == ys.dtype == jnp.float32
     assert not np.allclose(np.asarray(final.c), np.asarray(final.c.astype(jnp.bfloat16)), 0, 0)
 
 

@@ -5,6 +5,14 @@ with ``lax.scan``'s signature once ``params`` is bound), and the split of ``step
 scan driver uses for speed: ``project`` (the input projection ``x @ kernel + bias``, which can
 run for all time steps at once) and ``projected_step`` (the recurrent part of one step).
 ``step`` is ``projected_step`` applied to ``project(x)``, so both paths share every equation.
+The built-in cells split ``projected_step`` once more, for the fused backward pass
+(``rnnjax.rnn(..., fused_backward=True)``): ``recurrent`` (the matmul ``h @ recurrent_kernel``),
+``combine`` (the projections joined into the pre-activations ``z``) and ``gates`` (everything
+elementwise after that).
+
+Matmuls with low-precision weights (bfloat16, float16) accumulate and return float32
+(``preferred_element_type``), so the gates and the state after them run in float32: the
+hardware's fast low-precision matmul, without rounding the gates.
 
 Weights follow Keras's layout: ``kernel [input_size, gates * hidden]``, ``recurrent_kernel
 [hidden, gates * hidden]``, ``bias [gates * hidden]``, gates side by side in the order each
@@ -97,6 +105,15 @@ class Cell(NamedTuple):
         bias`` for any number of leading axes.
       projected_step: ``(params, carry, projected_t) -> (carry, y_t)``: ``step`` on an input
         already projected; ``step(p, c, x) == projected_step(p, c, project(p, x))``.
+      recurrent: ``(params, h) -> [*, gates * hidden]``, the recurrent matmul ``h @
+        recurrent_kernel`` (plus the GRU's ``recurrent_bias``); ``None`` where the cell has no
+        such split (the GRU with ``reset_after=False``).
+      combine: ``(projected, recurrent) -> z``, linear: the pre-activations the gates need
+        (their sum for the LSTM and the simple RNN; the GRU keeps the candidate's two parts
+        apart). ``None`` with ``recurrent``.
+      gates: ``(carry, z) -> (carry, y_t)``, the elementwise rest of the step:
+        ``projected_step(p, c, x) == gates(c, combine(x, recurrent(p, h)))`` with ``h`` the
+        carry's hidden state (times ``recurrent_mask``). ``None`` with ``recurrent``.
 
     The built-in cells' ``step`` and ``projected_step`` also take ``recurrent_mask=None``, a
     ``[*batch, hidden]`` array that multiplies ``h`` where it enters the recurrent matmuls
@@ -109,6 +126,9 @@ class Cell(NamedTuple):
     step: Callable[..., tuple[Carry, Array]]
     project: Callable[[Params, Array], Array]
     projected_step: Callable[..., tuple[Carry, Array]]
+    recurrent: Callable[[Params, Array], Array] | None = None
+    combine: Callable[[Array, Array], Array] | None = None
+    gates: Callable[[Carry, Array], tuple[Carry, Array]] | None = None
 
 
 def _check_cell_args(hidden_size: int, initializer: str) -> None:
@@ -132,21 +152,73 @@ def _add_bias(z: Array, bias: Array) -> Array:
     return z + bias.reshape((1,) * (z.ndim - 1) + bias.shape)
 
 
+def matmul(x: Array, weight: Array) -> Array:
+    """``x @ weight``; with low-precision weights, ``x`` in their dtype and a float32 result.
+
+    Low precision here is a floating dtype narrower than float32 (bfloat16, float16): the
+    operands go to the matmul unit in that dtype and the products accumulate in float32. The
+    derivatives' matmuls take operands in that dtype too (their results are rounded to it),
+    so the backward pass runs at the same low-precision matmul rate as the forward pass.
+    """
+    if jnp.finfo(weight.dtype).bits < 32:
+        return _low_precision_matmul(x.astype(weight.dtype), weight)
+    return x @ weight
+
+
+@jax.custom_jvp
+def _low_precision_matmul(x: Array, weight: Array) -> Array:
+    return jnp.matmul(x, weight, preferred_element_type=jnp.float32)
+
+
+@_low_precision_matmul.defjvp
+def _low_precision_matmul_jvp(
+    primals: tuple[Array, Array], tangents: tuple[Array, Array]
+) -> tuple[Array, Array]:
+    # Tangent products in the operands' dtype: JAX transposes them into matmuls whose operands
+    # (the output cotangent among them) are all low precision, never a float32 x bfloat16 mix.
+    (x, weight), (dx, dweight) = primals, tangents
+    tangent = jnp.matmul(dx, weight) + jnp.matmul(x, dweight)
+    return _low_precision_matmul(x, weight), tangent.astype(jnp.float32)
+
+
 def _project(params: Params, xs: Array) -> Array:
-    return _add_bias(xs @ params.kernel, params.bias)
+    return _add_bias(matmul(xs, params.kernel), params.bias)
 
 
-def _from_projected(projected_step: Callable[..., tuple[Carry, Array]]) -> Callable[..., Any]:
+def hidden_state(carry: Carry) -> Array:
+    """The part of a carry that enters the recurrent matmul: ``h`` (the LSTM's ``carry.h``)."""
+    return carry.h if isinstance(carry, LSTMState) else carry
+
+
+def _masked(h: Array, recurrent_mask: Array | None) -> Array:
+    return h if recurrent_mask is None else h * recurrent_mask
+
+
+def _cell(
+    init: Callable[..., Params],
+    initial_carry: Callable[..., Carry],
+    recurrent: Callable[[Params, Array], Array],
+    combine: Callable[[Array, Array], Array],
+    gates: Callable[[Carry, Array], tuple[Carry, Array]],
+) -> Cell:
+    """The cell whose step is ``gates(carry, combine(x @ kernel + bias, recurrent(params, h)))``."""
+
+    def projected_step(
+        params: Params, carry: Carry, projected: Array, recurrent_mask: Array | None = None
+    ) -> tuple[Carry, Array]:
+        h = _masked(hidden_state(carry), recurrent_mask)
+        return gates(carry, combine(projected, recurrent(params, h)))
+
     def step(
         params: Params, carry: Carry, x: Array, recurrent_mask: Array | None = None
     ) -> tuple[Carry, Array]:
         return projected_step(params, carry, _project(params, x), recurrent_mask)
 
-    return step
+    return Cell(init, initial_carry, step, _project, projected_step, recurrent, combine, gates)
 
 
-def _masked(h: Array, recurrent_mask: Array | None) -> Array:
-    return h if recurrent_mask is None else h * recurrent_mask
+def _recurrent_matmul(params: Params, h: Array) -> Array:
+    return matmul(h, params.recurrent_kernel)
 
 
 @functools.cache
@@ -185,13 +257,11 @@ def simple_rnn(
         bias = w.bias + w.recurrent_bias if initializer == "torch" else w.bias
         return SimpleRNNParams(w.kernel, w.recurrent_kernel, bias)
 
-    def projected_step(
-        params: SimpleRNNParams, h: Array, projected: Array, recurrent_mask: Array | None = None
-    ) -> tuple[Array, Array]:
-        h = activation(projected + _masked(h, recurrent_mask) @ params.recurrent_kernel)
-        return h, h
+    def gates(h: Array, z: Array) -> tuple[Array, Array]:
+        h_new = activation(z)
+        return h_new, h_new
 
-    return Cell(init, _zeros, _from_projected(projected_step), _project, projected_step)
+    return _cell(init, _zeros, _recurrent_matmul, jnp.add, gates)
 
 
 @functools.cache
@@ -242,16 +312,13 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
         zeros = _zeros(params, batch_shape, dtype)
         return LSTMState(zeros, zeros)
 
-    def projected_step(
-        params: LSTMParams, carry: LSTMState, projected: Array, recurrent_mask: Array | None = None
-    ) -> tuple[LSTMState, Array]:
-        z = projected + _masked(carry.h, recurrent_mask) @ params.recurrent_kernel
+    def gates(carry: LSTMState, z: Array) -> tuple[LSTMState, Array]:
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMState(h, c), h
 
-    return Cell(init, initial_carry, _from_projected(projected_step), _project, projected_step)
+    return _cell(init, initial_carry, _recurrent_matmul, jnp.add, gates)
 
 
 @functools.cache
@@ -296,32 +363,42 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
         recurrent_bias = w.recurrent_bias if reset_after else None
         return GRUParams(w.kernel, w.recurrent_kernel, w.bias, recurrent_bias)
 
-    def projected_step_reset_after(
-        params: GRUParams, h: Array, projected: Array, recurrent_mask: Array | None = None
-    ) -> tuple[Array, Array]:
+    def recurrent(params: GRUParams, h: Array) -> Array:
         assert params.recurrent_bias is not None, "reset_after=True needs recurrent_bias"
-        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
-        h_r, h_z, h_n = jnp.split(
-            _add_bias(_masked(h, recurrent_mask) @ params.recurrent_kernel, params.recurrent_bias),
-            3,
-            axis=-1,
-        )
-        r = jax.nn.sigmoid(x_r + h_r)
-        z = jax.nn.sigmoid(x_z + h_z)
-        n = jnp.tanh(x_n + r * h_n)
-        h = (1 - z) * n + z * h
-        return h, h
+        return _add_bias(matmul(h, params.recurrent_kernel), params.recurrent_bias)
 
-    def projected_step_reset_before(
+    def combine(projected: Array, recurrent: Array) -> Array:
+        # [r and z pre-activations (2H), the candidate's input part, its recurrent part]
+        x_rz, x_n = jnp.split(projected, [2 * hidden_size], axis=-1)
+        h_rz, h_n = jnp.split(recurrent, [2 * hidden_size], axis=-1)
+        return jnp.concatenate([x_rz + h_rz, x_n, h_n], axis=-1)
+
+    def gates(h: Array, preactivations: Array) -> tuple[Array, Array]:
+        r, z, x_n, h_n = jnp.split(preactivations, 4, axis=-1)
+        r, z = jax.nn.sigmoid(r), jax.nn.sigmoid(z)
+        n = jnp.tanh(x_n + r * h_n)
+        h_new = (1 - z) * n + z * h
+        return h_new, h_new
+
+    if reset_after:
+        return _cell(init, _zeros, recurrent, combine, gates)
+
+    # reset_after=False: the reset gate acts before the second matmul, so there is no
+    # recurrent/gates split (and no fused backward pass).
+    def projected_step(
         params: GRUParams, h: Array, projected: Array, recurrent_mask: Array | None = None
     ) -> tuple[Array, Array]:
         x_rz, x_n = jnp.split(projected, [2 * hidden_size], axis=-1)
         u_rz, u_n = jnp.split(params.recurrent_kernel, [2 * hidden_size], axis=-1)
         h_in = _masked(h, recurrent_mask)
-        r, z = jnp.split(jax.nn.sigmoid(x_rz + h_in @ u_rz), 2, axis=-1)
-        n = jnp.tanh(x_n + (r * h_in) @ u_n)
-        h = (1 - z) * n + z * h
-        return h, h
+        r, z = jnp.split(jax.nn.sigmoid(x_rz + matmul(h_in, u_rz)), 2, axis=-1)
+        n = jnp.tanh(x_n + matmul(r * h_in, u_n))
+        h_new = (1 - z) * n + z * h
+        return h_new, h_new
 
-    projected_step = projected_step_reset_after if reset_after else projected_step_reset_before
-    return Cell(init, _zeros, _from_projected(projected_step), _project, projected_step)
+    def step(
+        params: GRUParams, h: Array, x: Array, recurrent_mask: Array | None = None
+    ) -> tuple[Array, Array]:
+        return projected_step(params, h, _project(params, x), recurrent_mask)
+
+    return Cell(init, _zeros, step, _project, projected_step)

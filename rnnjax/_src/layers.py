@@ -141,7 +141,20 @@ def _recurrent_dropout_cell(cell: Cell) -> Cell:
     def step(params: _MaskedParams, carry: Carry, x: Array) -> tuple[Carry, Array]:
         return projected_step(params, carry, project(params, x))
 
-    return Cell(init, initial_carry, step, project, projected_step)
+    if cell.recurrent is None:
+        return Cell(init, initial_carry, step, project, projected_step)
+    base_recurrent = cell.recurrent
+
+    def recurrent(params: _MaskedParams, h: Array) -> Array:
+        # ``h`` is [*batch, hidden], or the fused backward pass's [time * batch, hidden] rows.
+        mask = params.recurrent_mask
+        return base_recurrent(
+            params.params, (h.reshape(-1, *mask.shape) * mask[None]).reshape(h.shape)
+        )
+
+    return Cell(
+        init, initial_carry, step, project, projected_step, recurrent, cell.combine, cell.gates
+    )
 
 
 class _ResetParams(NamedTuple):
@@ -276,13 +289,6 @@ def _cast_floating(tree: Any, dtype: DTypeLike) -> Any:
     )
 
 
-def _mixed_carry(carry: Carry, compute_dtype: DTypeLike, state_dtype: DTypeLike) -> Carry:
-    """The carry under the mixed-precision policy: LSTM ``h`` in compute, the rest in state."""
-    if isinstance(carry, LSTMState):
-        return LSTMState(carry.h.astype(compute_dtype), carry.c.astype(state_dtype))
-    return jax.tree.map(lambda a: a.astype(state_dtype), carry)
-
-
 # --- Public layers -------------------------------------------------------------------------
 
 
@@ -296,6 +302,7 @@ def layer(
     remat: bool | Literal["segments"] = False,
     segment_length: int | None = None,
     compute_dtype: DTypeLike | None = None,
+    fused_backward: bool = False,
 ) -> Layer:
     """A cell run over a sequence by :func:`rnnjax.rnn`: Keras's ``LSTM``, ``GRU``, ``SimpleRNN``.
 
@@ -310,16 +317,14 @@ def layer(
     only where it enters the recurrent matmuls, as Keras does: the GRU's ``z * h`` term and
     the LSTM's ``c`` are never dropped.
 
-    Mixed precision (``compute_dtype=jnp.bfloat16``): params stay in their own dtype
-    (float32) and are cast to ``compute_dtype`` inside ``apply``, as are ``xs``, so the input
-    projection and the LSTM's recurrent matmul take bfloat16 operands and the gates run in
-    bfloat16. The recurrent state keeps the params' dtype: the LSTM's ``c`` (and ``c'`` =
-    ``f * c + i * g`` is computed in float32, since ``c`` promotes the product) and the
-    GRU's and simple RNN's ``h``, so their recurrent matmul runs in float32. The LSTM's
-    ``h`` travels in bfloat16 between steps. ``ys`` and the final carry come back in the
-    params' dtype; gradients reach the float32 params. Against float32 compute, outputs stay
-    within ``3e-2`` absolute (measured: at most ``1.5e-2``, mean ``2e-3``, for unit-normal
-    inputs, default init, hidden 32, up to 200 steps).
+    Mixed precision (``compute_dtype=jnp.bfloat16``, what ``torch.autocast`` does for its
+    RNNs): params stay in their own dtype (float32) and are cast to ``compute_dtype`` once per
+    ``apply``, as are ``xs``; every matmul (the input projection, the recurrent matmul, and
+    their transposes in the backward pass) takes bfloat16 operands and accumulates in
+    float32, while the gates and the whole recurrent state (``h`` and the LSTM's ``c``) stay
+    in the params' dtype. ``ys``, the final carry and the gradients come back in the params'
+    dtype. Against float32 compute, outputs stay within ``3e-2`` absolute (the tests'
+    tolerance, unit-normal inputs and default init).
 
     Args:
       cell: a :class:`~rnnjax.Cell`, e.g. ``rnnjax.lstm(64)``.
@@ -337,6 +342,8 @@ def layer(
         ``ceil(sqrt(time))``. A last shorter segment takes the remainder.
       compute_dtype: e.g. ``jnp.bfloat16`` for mixed precision as above; ``None`` computes
         in the params' dtype.
+      fused_backward: passed to :func:`rnnjax.rnn`: the hand-scheduled backward pass, faster
+        and reverse mode only.
 
     Returns:
       A :class:`Layer` whose params are the cell's params. ``apply`` returns
@@ -397,7 +404,7 @@ def layer(
                 carry = cell.initial_carry(params, batch_shape, state_dtype)
             elif isinstance(jax.eval_shape(lambda: cell.initial_carry(params, 1)), LSTMState):
                 carry = LSTMState(*carry)
-            carry = _mixed_carry(carry, compute_dtype, state_dtype)
+            carry = _cast_floating(carry, state_dtype)
             run_params, xs = _cast_floating(params, compute_dtype), xs.astype(compute_dtype)
 
         if not deterministic and (dropout > 0 or recurrent_dropout > 0):
@@ -427,6 +434,7 @@ def layer(
                     reverse=reverse,
                     time_major=True,
                     unroll=unroll,
+                    fused_backward=fused_backward,
                 )
 
             if carry is None:  # rnnjax.rnn's default, made here so no segment is run apart
@@ -454,6 +462,7 @@ def layer(
                 reverse=reverse,
                 unroll=unroll,
                 remat=remat,
+                fused_backward=fused_backward,
             )
         if compute_dtype is not None:
             final = _cast_floating(final, state_dtype)
@@ -470,6 +479,7 @@ def layer(
             remat=remat,
             segment_length=segment_length,
             compute_dtype=compute_dtype,
+            fused_backward=fused_backward,
         )
 
     return Layer(init, apply, flip)

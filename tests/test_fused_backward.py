@@ -1,0 +1,207 @@
+"""``fused_backward=True``: the hand-scheduled backward pass equals autodiff of the scan."""
+
+import functools
+import operator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from jax.test_util import check_grads
+
+import rnnjax
+from tests.cells_under_test import CASE_IDS, CASES, random_carry, random_params
+
+BATCH, TIME, FEATURES = 3, 6, 4
+FUSED = [case for case in CASES if case.cell.gates is not None]
+FUSED_IDS = [case.name for case in FUSED]
+
+
+def make_inputs(case, key=0, batch_shape=(BATCH,), dtype=jnp.float32):
+    keys = jax.random.split(jax.random.key(key), 3)
+    params = random_params(case, keys[0], FEATURES, dtype)
+    xs = jax.random.normal(keys[1], (*batch_shape, TIME, FEATURES), dtype)
+    return params, xs, random_carry(case, keys[2], batch_shape, dtype)
+
+
+def loss(cell, params, xs, carry, fused_backward, **kwargs):
+    """Weights every output and both carries, so each cotangent path is exercised."""
+    final, ys = rnnjax.rnn(
+        cell, params, xs, initial_carry=carry, fused_backward=fused_backward, **kwargs
+    )
+    weights = jnp.sin(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+    return jnp.sum(ys * weights) + sum(jnp.sum(jnp.cos(c)) for c in jax.tree.leaves(final))
+
+
+def grads(case, params, xs, carry, fused_backward, seq_lengths=None, **static):
+    """``(loss, (d_params, d_xs, d_carry))``, compiled once per cell and static settings."""
+    return _compiled_grads(case.cell, fused_backward, tuple(sorted(static.items())))(
+        params, xs, carry, seq_lengths
+    )
+
+
+@functools.cache
+def _compiled_grads(cell, fused_backward, static):
+    def fn(params, xs, carry, seq_lengths):
+        kwargs = dict(static, seq_lengths=seq_lengths)
+        return loss(cell, params, xs, carry, fused_backward, **kwargs)
+
+    return jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 2)))
+
+
+def assert_trees_close(actual, expected, tol=1e-5):
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=tol, atol=tol)
+
+
+def test_every_built_in_cell_but_reset_before_gru_has_the_split():
+    assert {case.name for case in CASES} - set(FUSED_IDS) == {"gru-reset_before"}
+
+
+@pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
+@pytest.mark.parametrize(
+    "reverse, lengths, remat",
+    [
+        (False, None, False),
+        (False, (6, 0, 3), False),
+        (True, (2, 6, 0), False),
+        (True, None, True),
+        (False, (5, 1, 6), True),
+    ],
+    ids=["full", "padded", "reverse-padded", "reverse-remat", "padded-remat"],
+)
+def test_gradients_equal_autodiff(case, reverse, lengths, remat):
+    params, xs, carry = make_inputs(case)
+    kwargs = dict(reverse=reverse, remat=remat)
+    if lengths is not None:
+        kwargs["seq_lengths"] = jnp.array(lengths)
+    fused = grads(case, params, xs, carry, True, **kwargs)
+    autodiff = grads(case, params, xs, carry, False, **kwargs)
+    assert_trees_close(fused, autodiff)
+
+
+@pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
+def test_gradients_match_finite_differences_in_float64(case):
+    with jax.enable_x64(True):
+        params, xs, carry = make_inputs(case, dtype=jnp.float64)
+        lengths = jnp.array([6, 2, 4])
+        fn = functools.partial(loss, case.cell, fused_backward=True, seq_lengths=lengths)
+        check_grads(fn, (params, xs, carry), order=2, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
+def test_time_major_and_extra_batch_axes(case):
+    params, xs, carry = make_inputs(case, batch_shape=(2, 3))
+    lengths = jnp.array([[6, 1, 0], [3, 6, 5]])
+    for time_major in (False, True):
+        x = jnp.moveaxis(xs, -2, 0) if time_major else xs
+        kwargs = dict(seq_lengths=lengths, time_major=time_major)
+        assert_trees_close(
+            grads(case, params, x, carry, True, **kwargs),
+            grads(case, params, x, carry, False, **kwargs),
+        )
+
+
+@given(
+    lengths=st.lists(st.integers(0, TIME), min_size=BATCH, max_size=BATCH),
+    padding=st.sampled_from([0.0, 1e6, np.nan]),
+)
+def test_padding_never_changes_values_or_gradients(lengths, padding):
+    case = FUSED[2]  # the LSTM
+    params, xs, carry = make_inputs(case)
+    lengths = jnp.array(lengths)
+    padded = jnp.where(jnp.arange(TIME)[None, :, None] < lengths[:, None, None], xs, padding)
+    clean = jnp.where(jnp.arange(TIME)[None, :, None] < lengths[:, None, None], xs, 0.0)
+    got = grads(case, params, padded, carry, True, seq_lengths=lengths)
+    want = grads(case, params, clean, carry, False, seq_lengths=lengths)
+    (value, (d_params, d_xs, d_carry)), (want_value, (w_params, w_xs, w_carry)) = got, want
+    assert_trees_close((value, d_params, d_carry), (want_value, w_params, w_carry))
+    assert_trees_close(jnp.nan_to_num(d_xs, nan=123.0), w_xs)  # zero gradient at the padding
+
+
+def test_vmap_of_grad_equals_per_example_grads():
+    case = FUSED[2]
+    params, xs, carry = make_inputs(case)
+
+    def example_grad(fused_backward, x, c):
+        one = jax.tree.map(lambda a: a[None], (x, c))
+        return jax.grad(lambda p: loss(case.cell, p, *one, fused_backward))(params)
+
+    per_example = jax.vmap(functools.partial(example_grad, True))(xs, carry)
+    for b in range(BATCH):
+        want = example_grad(False, xs[b], jax.tree.map(operator.itemgetter(b), carry))
+        assert_trees_close(jax.tree.map(operator.itemgetter(b), per_example), want)
+
+
+@pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
+def test_layer_with_recurrent_dropout_and_segments(case):
+    params, xs, _ = make_inputs(case)
+    lengths, key = jnp.array([6, 2, 4]), jax.random.key(3)
+
+    def value_and_grad(fused_backward, remat):
+        layer = (
+            rnnjax.layer(
+                case.cell,
+                dropout=0.2,
+                recurrent_dropout=0.3,
+                remat=remat,
+                segment_length=4,
+                fused_backward=fused_backward,
+            )
+            if remat
+            else rnnjax.layer(
+                case.cell, dropout=0.2, recurrent_dropout=0.3, fused_backward=fused_backward
+            )
+        )
+        fn = lambda p: jnp.sum(  # noqa: E731
+            layer.apply(p, xs, seq_lengths=lengths, key=key, deterministic=False)[1] ** 2
+        )
+        return jax.value_and_grad(fn)(params)
+
+    for remat in (False, "segments"):
+        assert_trees_close(value_and_grad(True, remat), value_and_grad(False, remat))
+
+
+@pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
+def test_bfloat16_compute_gradients_close_to_float32(case):
+    params, xs, _ = make_inputs(case)
+
+    def grad(compute_dtype, fused_backward):
+        layer = rnnjax.layer(case.cell, compute_dtype=compute_dtype, fused_backward=fused_backward)
+        return jax.grad(lambda p: jnp.mean(layer.apply(p, xs)[1] ** 2))(params)
+
+    want = grad(None, False)
+    for fused_backward in (False, True):
+        got = grad(jnp.bfloat16, fused_backward)
+        assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(got))
+        assert_trees_close(got, want, tol=3e-2)
+
+
+def test_forward_mode_raises_a_clear_error():
+    case = FUSED[2]
+    params, xs, carry = make_inputs(case)
+    fn = lambda x: loss(case.cell, params, x, carry, True)  # noqa: E731
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(fn, (xs,), (jnp.ones_like(xs),))
+    jax.jvp(lambda x: loss(case.cell, params, x, carry, False), (xs,), (jnp.ones_like(xs),))
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_cells_without_the_split_raise(case):
+    params, xs, _ = make_inputs(case)
+    if case.cell.gates is not None:
+        rnnjax.rnn(case.cell, params, xs, fused_backward=True)
+        return
+    with pytest.raises(ValueError, match="fused_backward=True needs a cell with `recurrent`"):
+        rnnjax.rnn(case.cell, params, xs, fused_backward=True)
+
+
+@pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
+def test_split_step_equals_step(case):
+    params, xs, carry = make_inputs(case)
+    cell = case.cell
+    h = carry.h if isinstance(carry, rnnjax.LSTMState) else carry
+    z = cell.combine(cell.project(params, xs[:, 0]), cell.recurrent(params, h))
+    assert_trees_close(cell.gates(carry, z), cell.step(params, carry, xs[:, 0]), tol=1e-6)
