@@ -15,6 +15,7 @@ from rnnjax._src.cells import LSTMState as LSTMState
 from rnnjax._src.cells import SimpleRNNParams as SimpleRNNParams
 from rnnjax._src.cells import gru as gru
 from rnnjax._src.cells import lstm as lstm
+from rnnjax._src.cells import matmul as matmul
 from rnnjax._src.cells import simple_rnn as simple_rnn
 from rnnjax._src.driver import rnn as rnn
 from rnnjax._src.layers import BidirectionalParams as BidirectionalParams
@@ -39,6 +40,7 @@ __all__ = (
     "gru",
     "layer",
     "lstm",
+    "matmul",
     "rnn",
     "rnn_with_resets",
     "simple_rnn",

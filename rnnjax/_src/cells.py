@@ -159,6 +159,14 @@ def matmul(x: Array, weight: Array) -> Array:
     operands go to the matmul unit in that dtype and the products accumulate in float32. The
     derivatives' matmuls take operands in that dtype too (their results are rounded to it),
     so the backward pass runs at the same low-precision matmul rate as the forward pass.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax
+      >>> h, weight = jnp.ones((2, 3)), jnp.ones((3, 4), jnp.bfloat16)
+      >>> rnnjax.matmul(h, weight).dtype      # bfloat16 operands, float32 accumulation
+      dtype('float32')
+      >>> rnnjax.matmul(h, weight.astype(jnp.float32)).dtype
+      dtype('float32')
     """
     if jnp.finfo(weight.dtype).bits < 32:
         return _low_precision_matmul(x.astype(weight.dtype), weight)
