@@ -239,9 +239,13 @@ def bench_candidates(candidates: list[Candidate], case: Case, warmup: int, repea
 
 
 def matmul_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 20) -> float:
-    """The device's own rate for one large square matmul, GFLOP/s (median of ``repeats``)."""
+    """The device's own rate for one large square matmul, GFLOP/s (median of ``repeats``).
+
+    Through ``rnnjax.matmul``, as the recurrences run it: low-precision operands accumulate
+    in float32.
+    """
     a, b = jax.random.normal(jax.random.key(2), (2, size, size), dtype)
-    call = functools.partial(_blocking, jax.jit(jnp.matmul), a, b)
+    call = functools.partial(_blocking, jax.jit(rnnjax.matmul), a, b)
     call()
     (samples,) = round_robin([call], warmup=2, repeats=repeats)
     return 2 * size**3 / float(np.median(samples)) / 1e9

@@ -5,11 +5,11 @@ import itertools
 
 import jax
 import jax.numpy as jnp
-from jax.extend import core as jex_core
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jax.extend import core as jex_core
 
 import rnnjax
 from tests.cells_under_test import (

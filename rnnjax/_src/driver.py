@@ -164,8 +164,7 @@ def rnn(
         if cell.recurrent is None or cell.combine is None or cell.gates is None:
             raise ValueError(
                 "rnnjax.rnn: fused_backward=True needs a cell with `recurrent`, `combine` and"
-                " `gates`"
-                " (simple_rnn, lstm, gru(reset_after=True)); this cell has none"
+                " `gates` (simple_rnn, lstm, gru(reset_after=True)); this cell has none"
             )
         final_carry, ys = _fused_scan(
             cell, reverse, unroll, remat, params, initial_carry, inputs, valid
