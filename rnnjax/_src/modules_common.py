@@ -17,18 +17,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from rnnjax._src.cells import Carry, Cell, LSTMState, Params, gru, lstm, simple_rnn
+from rnnjax._src.cells import Carry, Cell, Params, gru, hidden_state, lstm, simple_rnn
 from rnnjax._src.layers import MERGE_MODES, BidirectionalParams, Layer, _merge, bidirectional
 from rnnjax._src.layers import layer as make_layer
 from rnnjax._src.layers import stack as make_stack
 
 Array = jax.Array
 Kind = Literal["simple_rnn", "lstm", "gru"]
-
-
-def _h(carry: Carry) -> Array:
-    """A cell's output from its carry: the LSTM's ``h``, the others' whole carry."""
-    return carry.h if isinstance(carry, LSTMState) else carry
 
 
 def processing_order(ys: Array, seq_lengths: Array | None) -> Array:
@@ -138,7 +133,7 @@ class RecurrentOptions:
         if self.return_sequences:
             outputs = processing_order(ys, seq_lengths) if self.go_backwards else ys
         else:
-            outputs = _h(self.top(final))
+            outputs = hidden_state(self.top(final))
         return (outputs, final) if self.return_state else outputs
 
 
@@ -178,5 +173,7 @@ def bidirectional_call(
     if forward.return_sequences:
         outputs = ys
     else:
-        outputs = _merge(merge, _h(forward.top(final[0])), _h(backward.top(final[1])))
+        outputs = _merge(
+            merge, hidden_state(forward.top(final[0])), hidden_state(backward.top(final[1]))
+        )
     return (outputs, final) if forward.return_state else outputs
