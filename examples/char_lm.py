@@ -88,7 +88,7 @@ def main() -> None:
     train_text, val_text = text[:split], text[split:]
 
     cell = rnnjax.lstm(args.hidden)
-    lstm = rnnjax.layer(cell)
+    lstm = rnnjax.layer(cell, fused_backward=True)  # the faster, reverse-mode-only backward
     keys = jax.random.split(jax.random.key(args.seed), 5)
     params = {
         "embedding": jax.random.normal(keys[0], (VOCAB, args.embedding)) * 0.1,

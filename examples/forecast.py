@@ -67,7 +67,8 @@ def make_model(kind: str, hidden: int) -> tuple[rnnjax.Cell, Any]:
     cell = CELLS[kind](hidden)
 
     def predict(params: Any, xs: jax.Array) -> jax.Array:
-        carry, _ = rnnjax.rnn(cell, params["rnn"], xs)
+        # fused_backward: the hand-scheduled backward pass (training needs reverse mode only)
+        carry, _ = rnnjax.rnn(cell, params["rnn"], xs, fused_backward=True)
         h = carry.h if isinstance(carry, rnnjax.LSTMState) else carry
         return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 

@@ -108,7 +108,9 @@ def main() -> None:
 
     def logits_fn(params: Any, batch: Any) -> jax.Array:
         xs = params["embedding"][batch["ids"]]  # [batch, time, embedding]
-        carry, _ = rnnjax.rnn(cell, params["rnn"], xs, seq_lengths=batch["lengths"])
+        carry, _ = rnnjax.rnn(
+            cell, params["rnn"], xs, seq_lengths=batch["lengths"], fused_backward=True
+        )
         h = carry.h if isinstance(carry, rnnjax.LSTMState) else carry  # after each word's end
         return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 
