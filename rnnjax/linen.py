@@ -91,6 +91,7 @@ class _Recurrent(nn.Module):
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     deterministic: bool | None = None
+    fused_backward: bool = False
 
     def options(self) -> RecurrentOptions:
         """The settings as the shared helper takes them."""
@@ -133,7 +134,7 @@ class SimpleRNN(_Recurrent):
       recurrent_dropout: Keras's recurrent dropout rate, on ``h`` where it enters ``U``.
       num_layers: layers stacked (PyTorch's ``num_layers``), each ``features`` wide.
       stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
-      unroll, remat: as :func:`rnnjax.layer`.
+      unroll, remat, fused_backward: as :func:`rnnjax.layer`.
       initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see the README).
       dtype: computation dtype (``rnnjax.layer``'s ``compute_dtype``); ``None`` computes in
         ``param_dtype``.

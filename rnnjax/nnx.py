@@ -150,7 +150,7 @@ class SimpleRNN(_Recurrent):
       recurrent_dropout: Keras's recurrent dropout rate, on ``h`` where it enters ``U``.
       num_layers: layers stacked (PyTorch's ``num_layers``), each ``features`` wide.
       stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
-      unroll, remat: as :func:`rnnjax.layer`.
+      unroll, remat, fused_backward: as :func:`rnnjax.layer`.
       initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see the README).
       dtype: computation dtype (``rnnjax.layer``'s ``compute_dtype``); ``None`` computes in
         ``param_dtype``.
@@ -185,6 +185,7 @@ class SimpleRNN(_Recurrent):
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         deterministic: bool = False,
+        fused_backward: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         options = RecurrentOptions(
@@ -203,6 +204,7 @@ class SimpleRNN(_Recurrent):
             dtype,
             param_dtype,
             activation=activation,
+            fused_backward=fused_backward,
         )
         super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
 
@@ -215,7 +217,7 @@ class LSTM(_Recurrent):
       features: hidden size ``H``.
       return_sequences, return_state, go_backwards: as Keras (module docstring).
       dropout, recurrent_dropout, num_layers, stack_dropout, unroll, remat, initializer,
-      dtype, param_dtype, deterministic, rngs: as :class:`SimpleRNN`.
+      dtype, param_dtype, deterministic, fused_backward, rngs: as :class:`SimpleRNN`.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
@@ -247,6 +249,7 @@ class LSTM(_Recurrent):
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         deterministic: bool = False,
+        fused_backward: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         options = RecurrentOptions(
@@ -264,6 +267,7 @@ class LSTM(_Recurrent):
             initializer,
             dtype,
             param_dtype,
+            fused_backward=fused_backward,
         )
         super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
 
@@ -276,8 +280,8 @@ class GRU(_Recurrent):
       features: hidden size ``H``.
       reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
       return_sequences, return_state, go_backwards, dropout, recurrent_dropout, num_layers,
-      stack_dropout, unroll, remat, initializer, dtype, param_dtype, deterministic, rngs:
-        as :class:`SimpleRNN`.
+      stack_dropout, unroll, remat, initializer, dtype, param_dtype, deterministic,
+      fused_backward, rngs: as :class:`SimpleRNN`.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx
@@ -307,6 +311,7 @@ class GRU(_Recurrent):
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         deterministic: bool = False,
+        fused_backward: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
         options = RecurrentOptions(
@@ -325,6 +330,7 @@ class GRU(_Recurrent):
             dtype,
             param_dtype,
             reset_after=reset_after,
+            fused_backward=fused_backward,
         )
         super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
 

@@ -17,8 +17,8 @@ HIDDEN = 5
 CASES = [
     (rnnjax.linen.SimpleRNN(HIDDEN, activation=jax.nn.relu),
      rnnjax.simple_rnn(HIDDEN, jax.nn.relu), {}),
-    (rnnjax.linen.LSTM(HIDDEN, return_sequences=True, go_backwards=True), rnnjax.lstm(HIDDEN),
-     {"return_sequences": True, "go_backwards": True}),
+    (rnnjax.linen.LSTM(HIDDEN, return_sequences=True, go_backwards=True, fused_backward=True),
+     rnnjax.lstm(HIDDEN), {"return_sequences": True, "go_backwards": True, "fused_backward": True}),
     (rnnjax.linen.GRU(HIDDEN, reset_after=False, return_state=True, dropout=0.3,
                       recurrent_dropout=0.4, unroll=2), rnnjax.gru(HIDDEN, reset_after=False),
      {"return_state": True, "dropout": 0.3, "recurrent_dropout": 0.4, "unroll": 2}),
@@ -35,14 +35,31 @@ def test_module_equals_functional(module, cell, options):
     for lengths in (None, LENGTHS):
         got = module.apply(variables, xs, seq_lengths=lengths, deterministic=not training,
                            rngs={"dropout": key})  # fmt: skip
-        layer_options = {k: v for k, v in options.items()
-                         if k in ("dropout", "recurrent_dropout", "unroll")}  # fmt: skip
+        layer_keys = ("dropout", "recurrent_dropout", "unroll", "fused_backward")
+        layer_options = {k: v for k, v in options.items() if k in layer_keys}
         layer = rnnjax.layer(cell, reverse=options.get("go_backwards", False), **layer_options)
         final, ys = layer.apply(params, xs, seq_lengths=lengths, key=key,
                                 deterministic=not training)  # fmt: skip
         structure = {k: options.get(k, False)
                      for k in ("return_sequences", "return_state", "go_backwards")}  # fmt: skip
         assert_equal(got, keras_structure(final, ys, lengths, **structure))
+
+
+def test_fused_backward_gradients_equal_autodiff():
+    xs = inputs()
+
+    def grads(fused_backward):
+        module = rnnjax.linen.GRU(HIDDEN, return_sequences=True, fused_backward=fused_backward)
+        variables = module.init(jax.random.key(0), xs)
+        loss = lambda v, x: jnp.sum(module.apply(v, x, seq_lengths=LENGTHS) ** 2)  # noqa: E731
+        return jax.grad(loss, argnums=(0, 1))(variables, xs)
+
+    for a, b in zip(jax.tree.leaves(grads(True)), jax.tree.leaves(grads(False)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    module = rnnjax.linen.GRU(HIDDEN, fused_backward=True)
+    variables = module.init(jax.random.key(0), xs)
+    with pytest.raises(TypeError, match="forward-mode"):  # the option reached rnnjax.rnn
+        jax.jvp(lambda x: module.apply(variables, x), (xs,), (xs,))
 
 
 def test_dropout_rng_and_deterministic():

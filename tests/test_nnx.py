@@ -37,6 +37,7 @@ CASES = [
     ("simple_rnn-relu", {"return_sequences": True, "remat": True, "go_backwards": True}),
     ("lstm", {"initializer": "torch", "dropout": 0.3, "recurrent_dropout": 0.4}),
     ("gru", {"return_sequences": True, "dropout": 0.3, "recurrent_dropout": 0.4}),
+    ("lstm", {"return_state": True, "recurrent_dropout": 0.4, "fused_backward": True}),
 ]
 
 
@@ -80,7 +81,9 @@ def test_module_equals_functional(kind, options, lengths):
     key = jax.random.key(7)
     got = module(inputs(), seq_lengths=lengths, rngs=key, deterministic=deterministic)
     layer_options = {
-        k: v for k, v in options.items() if k in ("dropout", "recurrent_dropout", "unroll", "remat")
+        k: v
+        for k, v in options.items()
+        if k in ("dropout", "recurrent_dropout", "unroll", "remat", "fused_backward")
     }
     layer = rnnjax.layer(cell, reverse=options.get("go_backwards", False), **layer_options)
     final, ys = layer.apply(
@@ -95,6 +98,24 @@ def test_module_equals_functional(kind, options, lengths):
         go_backwards=options.get("go_backwards", False),
     )
     assert_equal(got, want)
+
+
+def test_fused_backward_gradients_equal_autodiff():
+    def grads(fused_backward):
+        module = rnnjax.nnx.LSTM(
+            FEATURES, HIDDEN, return_sequences=True, fused_backward=fused_backward, rngs=nnx.Rngs(0)
+        )
+        loss = lambda m, x: jnp.sum(m(x, seq_lengths=LENGTHS, deterministic=True) ** 2)  # noqa: E731
+        return nnx.grad(loss, argnums=(0, 1))(module, inputs())
+
+    fused = rnnjax.nnx.LSTM(FEATURES, HIDDEN, fused_backward=True, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match="forward-mode"):  # the option reached rnnjax.rnn
+        jax.jvp(lambda x: fused(x, deterministic=True), (inputs(),), (inputs(1),))
+    (fused_module, fused_xs), (module, xs) = grads(True), grads(False)
+    np.testing.assert_allclose(fused_xs, xs, rtol=1e-5, atol=1e-6)
+    fused_state, state = nnx.state(fused_module), nnx.state(module)
+    for a, b in zip(jax.tree.leaves(fused_state), jax.tree.leaves(state), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_init_matches_cell_init_and_dtypes():

@@ -64,6 +64,7 @@ class RecurrentOptions:
     param_dtype: DTypeLike = jnp.float32
     activation: Callable[[Array], Array] = jnp.tanh
     reset_after: bool = True
+    fused_backward: bool = False
 
     def __post_init__(self) -> None:
         if (
@@ -91,6 +92,7 @@ class RecurrentOptions:
             unroll=self.unroll,
             remat=self.remat,
             compute_dtype=self.dtype,
+            fused_backward=self.fused_backward,
         )
         if self.num_layers == 1:
             return single
