@@ -171,7 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         "matmul_gflop_per_s": matmul,
         "matmul_gflop_per_s_before_after": [matmul_before, matmul_after],
         "settings": settings,
-        "implementations": {impl: sum(r["impl"] == impl for r in rows) for impl in args.impls},
+        "implementations": {  # rows per implementation (rnnjax-fused beside rnnjax)
+            impl: sum(r["impl"] == impl for r in rows)
+            for impl in dict.fromkeys([*args.impls, *(r["impl"] for r in rows)])
+        },
         "notes": notes,
         "rows": rows,
     }
