@@ -157,6 +157,43 @@ def _recurrent_dropout_cell(cell: Cell) -> Cell:
     )
 
 
+@functools.cache
+def _compute_dtype_cell(cell: Cell, compute_dtype: jnp.dtype) -> Cell:
+    """``cell`` with its params cast to ``compute_dtype`` inside every function it runs.
+
+    The scan then holds the params in their own dtype (float32), so autodiff accumulates
+    their gradients over the time steps in float32, not in ``compute_dtype`` (in bfloat16,
+    the recurrent kernel's gradient was 20% off after 1024 steps). XLA hoists the casts out
+    of the loop.
+    """
+
+    def cast(params: Params) -> Params:
+        return _cast_floating(params, compute_dtype)
+
+    def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> Params:
+        raise TypeError("rnnjax.layer: a mixed-precision cell has no init; init the cell")
+
+    def project(params: Params, xs: Array) -> Array:
+        return cell.project(cast(params), xs)
+
+    def projected_step(params: Params, carry: Carry, projected: Array, *mask: Array) -> Any:
+        return cell.projected_step(cast(params), carry, projected, *mask)
+
+    def step(params: Params, carry: Carry, x: Array, *mask: Array) -> tuple[Carry, Array]:
+        return cell.step(cast(params), carry, x, *mask)
+
+    recurrent = None
+    if cell.recurrent is not None:
+        base_recurrent = cell.recurrent
+
+        def recurrent(params: Params, h: Array) -> Array:
+            return base_recurrent(cast(params), h)
+
+    return Cell(
+        init, cell.initial_carry, step, project, projected_step, recurrent, cell.combine, cell.gates
+    )
+
+
 class _ResetParams(NamedTuple):
     """A cell's params, for inputs that carry a reset flag as one extra last feature."""
 
@@ -318,13 +355,14 @@ def layer(
     the LSTM's ``c`` are never dropped.
 
     Mixed precision (``compute_dtype=jnp.bfloat16``, what ``torch.autocast`` does for its
-    RNNs): params stay in their own dtype (float32) and are cast to ``compute_dtype`` once per
-    ``apply``, as are ``xs``; every matmul (the input projection, the recurrent matmul, and
+    RNNs): ``xs`` is cast to ``compute_dtype``, and the params are cast inside the scan (XLA
+    hoists the cast out of the loop), so their gradients accumulate over the time steps in
+    their own dtype (float32). Every matmul (the input projection, the recurrent matmul, and
     their transposes in the backward pass) takes bfloat16 operands and accumulates in
     float32, while the gates and the whole recurrent state (``h`` and the LSTM's ``c``) stay
     in the params' dtype. ``ys``, the final carry and the gradients come back in the params'
-    dtype. Against float32 compute, outputs stay within ``3e-2`` absolute (the tests'
-    tolerance, unit-normal inputs and default init).
+    dtype. Against float32 compute, outputs stay within ``3e-2`` absolute and weight
+    gradients within 2% relative over 512 steps (the tests' tolerances).
 
     Args:
       cell: a :class:`~rnnjax.Cell`, e.g. ``rnnjax.lstm(64)``.
@@ -381,7 +419,10 @@ def layer(
         )
     if compute_dtype is not None and not jnp.issubdtype(compute_dtype, jnp.floating):
         raise ValueError(f"{where}: compute_dtype must be a floating dtype; got {compute_dtype!r}")
-    masked_cell = _recurrent_dropout_cell(cell)
+    base_cell = (
+        cell if compute_dtype is None else _compute_dtype_cell(cell, jnp.dtype(compute_dtype))
+    )
+    masked_cell = _recurrent_dropout_cell(base_cell)
 
     def init(key: Array, input_size: int) -> Params:
         return cell.init(key, input_size)
@@ -397,7 +438,7 @@ def layer(
     ) -> tuple[Carry, Array]:
         _, batch_shape = _check_xs(xs, params, time_major=False)
         xs = jnp.asarray(xs)
-        run_cell, run_params, carry = cell, params, initial_carry
+        run_cell, run_params, carry = base_cell, params, initial_carry
         if compute_dtype is not None:
             state_dtype = params.recurrent_kernel.dtype
             if carry is None:
@@ -405,7 +446,7 @@ def layer(
             elif isinstance(jax.eval_shape(lambda: cell.initial_carry(params, 1)), LSTMState):
                 carry = LSTMState(*carry)
             carry = _cast_floating(carry, state_dtype)
-            run_params, xs = _cast_floating(params, compute_dtype), xs.astype(compute_dtype)
+            xs = xs.astype(compute_dtype)
 
         if not deterministic and (dropout > 0 or recurrent_dropout > 0):
             input_key, recurrent_key = jax.random.split(_require_key(where, key))
