@@ -49,21 +49,21 @@ Builder = Callable[[str, Case, jax.Array], list[Candidate]]
 
 
 def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
-    """``rnnjax.rnn`` over ``rnnjax.lstm`` / ``gru`` / ``simple_rnn``: autodiff, and fused.
+    """``rnnjax.layer`` over ``rnnjax.lstm`` / ``gru`` / ``simple_rnn``: autodiff, and fused.
 
-    In bfloat16 rows the params and inputs are bfloat16 and the carry float32: bfloat16
-    matmuls, float32 gates and state (``rnnjax.layer(compute_dtype=jnp.bfloat16)``).
+    bfloat16 rows run rnnjax's mixed precision, ``compute_dtype=jnp.bfloat16``: float32
+    params and state, bfloat16 matmuls accumulating in float32 (torch's autocast policy).
     """
     make_cell = {"lstm": rnnjax.lstm, "gru": rnnjax.gru, "simple_rnn": rnnjax.simple_rnn}[kind]
     cell = make_cell(case.hidden)
-    params = cell.init(key, case.input, dtype=case.dtype)
+    params = cell.init(key, case.input)
+    compute_dtype = None if case.dtype == "float32" else case.dtype
 
     def candidate(impl: str, title: str, fused_backward: bool) -> Candidate:
+        layer = rnnjax.layer(cell, compute_dtype=compute_dtype, fused_backward=fused_backward)
+
         def apply(params: Any, xs: jax.Array) -> jax.Array:
-            carry = cell.initial_carry(params, xs.shape[0], jnp.float32)
-            return rnnjax.rnn(cell, params, xs, initial_carry=carry, fused_backward=fused_backward)[
-                1
-            ]
+            return layer.apply(params, xs)[1]
 
         return Candidate(impl, title, kind, apply, params)
 
