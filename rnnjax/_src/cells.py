@@ -198,6 +198,17 @@ def hidden_state(carry: Carry) -> Array:
     return carry.h if isinstance(carry, LSTMState) else carry
 
 
+def _from_projected(projected_step: Callable[..., tuple[Carry, Array]]) -> Callable[..., Any]:
+    """``step`` from ``projected_step``: the input projection, then the recurrent part."""
+
+    def step(
+        params: Params, carry: Carry, x: Array, recurrent_mask: Array | None = None
+    ) -> tuple[Carry, Array]:
+        return projected_step(params, carry, _project(params, x), recurrent_mask)
+
+    return step
+
+
 def _masked(h: Array, recurrent_mask: Array | None) -> Array:
     return h if recurrent_mask is None else h * recurrent_mask
 
@@ -217,11 +228,7 @@ def _cell(
         h = _masked(hidden_state(carry), recurrent_mask)
         return gates(carry, combine(projected, recurrent(params, h)))
 
-    def step(
-        params: Params, carry: Carry, x: Array, recurrent_mask: Array | None = None
-    ) -> tuple[Carry, Array]:
-        return projected_step(params, carry, _project(params, x), recurrent_mask)
-
+    step = _from_projected(projected_step)
     return Cell(init, initial_carry, step, _project, projected_step, recurrent, combine, gates)
 
 
@@ -404,9 +411,4 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
         h_new = (1 - z) * n + z * h
         return h_new, h_new
 
-    def step(
-        params: GRUParams, h: Array, x: Array, recurrent_mask: Array | None = None
-    ) -> tuple[Array, Array]:
-        return projected_step(params, h, _project(params, x), recurrent_mask)
-
-    return Cell(init, _zeros, step, _project, projected_step)
+    return Cell(init, _zeros, _from_projected(projected_step), _project, projected_step)
