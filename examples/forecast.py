@@ -69,7 +69,7 @@ def make_model(kind: str, hidden: int) -> tuple[rnnjax.Cell, Any]:
     def predict(params: Any, xs: jax.Array) -> jax.Array:
         # fused_backward: the hand-scheduled backward pass (training needs reverse mode only)
         carry, _ = rnnjax.rnn(cell, params["rnn"], xs, fused_backward=True)
-        h = carry.h if isinstance(carry, rnnjax.LSTMState) else carry
+        h = rnnjax.hidden_state(cell, carry)
         return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 
     return cell, predict

@@ -111,7 +111,7 @@ def main() -> None:
         carry, _ = rnnjax.rnn(
             cell, params["rnn"], xs, seq_lengths=batch["lengths"], fused_backward=True
         )
-        h = carry.h if isinstance(carry, rnnjax.LSTMState) else carry  # after each word's end
+        h = rnnjax.hidden_state(cell, carry)  # after each word's end
         return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 
     def loss_fn(params: Any, batch: Any, key: jax.Array) -> jax.Array:

@@ -6,9 +6,15 @@
 >>> carry, ys = rnnjax.rnn(cell, params, jnp.zeros((8, 10, 4)))
 >>> ys.shape
 (8, 10, 16)
+
+The submodules ``rnnjax.nnx``, ``rnnjax.linen``, ``rnnjax.interop`` and ``rnnjax.training``
+load on first use (``rnnjax.interop.from_torch(...)`` after a plain ``import rnnjax``), so
+Flax's modules, torch and Keras are imported only when they are needed.
 """
 
-from rnnjax._src.cells import Cell as Cell
+import importlib
+from typing import Any
+
 from rnnjax._src.cells import GRUParams as GRUParams
 from rnnjax._src.cells import LSTMParams as LSTMParams
 from rnnjax._src.cells import LSTMState as LSTMState
@@ -17,14 +23,19 @@ from rnnjax._src.cells import gru as gru
 from rnnjax._src.cells import lstm as lstm
 from rnnjax._src.cells import matmul as matmul
 from rnnjax._src.cells import simple_rnn as simple_rnn
+from rnnjax._src.chunks import tbptt as tbptt
+from rnnjax._src.contract import Cell as Cell
+from rnnjax._src.contract import GateSplit as GateSplit
+from rnnjax._src.contract import Layer as Layer
+from rnnjax._src.contract import Projection as Projection
+from rnnjax._src.contract import hidden_state as hidden_state
+from rnnjax._src.driver import default_hoist as default_hoist
 from rnnjax._src.driver import rnn as rnn
+from rnnjax._src.driver import rnn_with_resets as rnn_with_resets
 from rnnjax._src.layers import BidirectionalParams as BidirectionalParams
-from rnnjax._src.layers import Layer as Layer
 from rnnjax._src.layers import bidirectional as bidirectional
 from rnnjax._src.layers import layer as layer
-from rnnjax._src.layers import rnn_with_resets as rnn_with_resets
 from rnnjax._src.layers import stack as stack
-from rnnjax._src.layers import tbptt as tbptt
 
 __version__ = "0.1.0"
 
@@ -32,12 +43,16 @@ __all__ = (
     "BidirectionalParams",
     "Cell",
     "GRUParams",
+    "GateSplit",
     "LSTMParams",
     "LSTMState",
     "Layer",
+    "Projection",
     "SimpleRNNParams",
     "bidirectional",
+    "default_hoist",
     "gru",
+    "hidden_state",
     "layer",
     "lstm",
     "matmul",
@@ -47,3 +62,16 @@ __all__ = (
     "stack",
     "tbptt",
 )
+
+_SUBMODULES = ("interop", "linen", "nnx", "training")
+
+
+def __getattr__(name: str) -> Any:
+    """Loads a submodule on first access (PEP 562)."""
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rnnjax.{name}")
+    raise AttributeError(f"module 'rnnjax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted((*globals(), *_SUBMODULES))

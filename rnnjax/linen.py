@@ -34,14 +34,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax.typing import DTypeLike
 
-from rnnjax._src.cells import Carry, Params
-from rnnjax._src.layers import BidirectionalParams
-from rnnjax._src.modules_common import (
-    Kind,
-    RecurrentOptions,
-    bidirectional_call,
-    check_merge,
-)
+from rnnjax._src.contract import Carry, Params
+from rnnjax._src.layers import BidirectionalParams, check_merge
+from rnnjax._src.modules_common import RecurrentOptions, bidirectional_call
+from rnnjax._src.registry import CELL_KINDS
 
 Array = jax.Array
 
@@ -76,7 +72,7 @@ def _deterministic(module: nn.Module, uses_key: bool, deterministic: bool | None
 class _Recurrent(nn.Module):
     """What SimpleRNN, LSTM and GRU share; see :class:`LSTM`."""
 
-    kind: ClassVar[Kind]
+    kind: ClassVar[str]
     features: int
     return_sequences: bool = False
     return_state: bool = False
@@ -92,12 +88,19 @@ class _Recurrent(nn.Module):
     param_dtype: DTypeLike = jnp.float32
     deterministic: bool | None = None
     fused_backward: bool = False
+    hoist_projection: bool | None = None
 
     def options(self) -> RecurrentOptions:
         """The settings as the shared helper takes them."""
-        names = [f.name for f in dataclasses.fields(RecurrentOptions) if f.name != "kind"]
+        own = ("kind", "cell_settings")
+        names = [f.name for f in dataclasses.fields(RecurrentOptions) if f.name not in own]
+        cell_settings = tuple(
+            (name, getattr(self, name)) for name in CELL_KINDS[self.kind].settings
+        )
         return RecurrentOptions(
-            self.kind, **{name: getattr(self, name) for name in names if hasattr(self, name)}
+            self.kind,
+            cell_settings=cell_settings,
+            **{name: getattr(self, name) for name in names},
         )
 
     @nn.compact
@@ -134,7 +137,7 @@ class SimpleRNN(_Recurrent):
       recurrent_dropout: Keras's recurrent dropout rate, on ``h`` where it enters ``U``.
       num_layers: layers stacked (PyTorch's ``num_layers``), each ``features`` wide.
       stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
-      unroll, remat, fused_backward: as :func:`rnnjax.layer`.
+      unroll, remat, fused_backward, hoist_projection: as :func:`rnnjax.layer`.
       initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see the README).
       dtype: computation dtype (``rnnjax.layer``'s ``compute_dtype``); ``None`` computes in
         ``param_dtype``.
@@ -151,7 +154,7 @@ class SimpleRNN(_Recurrent):
       (2, 8)
     """
 
-    kind: ClassVar[Kind] = "simple_rnn"
+    kind: ClassVar[str] = "simple_rnn"
     activation: Callable[[Array], Array] = jnp.tanh
 
 
@@ -173,7 +176,7 @@ class LSTM(_Recurrent):
       >>> ys_train = lstm.apply(variables, xs, deterministic=False, rngs=rngs)
     """
 
-    kind: ClassVar[Kind] = "lstm"
+    kind: ClassVar[str] = "lstm"
 
 
 class GRU(_Recurrent):
@@ -191,7 +194,7 @@ class GRU(_Recurrent):
       True
     """
 
-    kind: ClassVar[Kind] = "gru"
+    kind: ClassVar[str] = "gru"
     reset_after: bool = True
 
 
@@ -231,7 +234,7 @@ class Bidirectional(nn.Module):
         deterministic: bool | None = None,
     ) -> Any:
         """Runs both directions over ``xs [*batch, time, features_in]``."""
-        check_merge(self.merge)
+        check_merge("Bidirectional", self.merge)
         forward = self.layer.options()
         backward = dataclasses.replace(forward, go_backwards=not forward.go_backwards)
         size = jnp.shape(xs)[-1]

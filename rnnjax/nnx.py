@@ -35,16 +35,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax.typing import DTypeLike
 
-from rnnjax._src.cells import Carry, Params
-from rnnjax._src.layers import BidirectionalParams
-from rnnjax._src.modules_common import RecurrentOptions, bidirectional_call, check_merge
+from rnnjax._src.contract import Carry, Params
+from rnnjax._src.layers import BidirectionalParams, check_merge
+from rnnjax._src.modules_common import RecurrentOptions, bidirectional_call
 
 Array = jax.Array
 KeySource = nnx.Rngs | nnx.RngStream | Array | None
@@ -79,16 +79,52 @@ def _check_like(where: str, new: Params, old: Params) -> None:
 
 
 class _Recurrent(nnx.Module):
-    """What SimpleRNN, LSTM and GRU share; see :class:`LSTM`."""
+    """What SimpleRNN, LSTM and GRU share, their settings listed once; see :class:`LSTM`."""
+
+    kind: ClassVar[str]
 
     def __init__(
         self,
         in_features: int,
-        options: RecurrentOptions,
+        features: int,
         *,
-        deterministic: bool,
+        return_sequences: bool = False,
+        return_state: bool = False,
+        go_backwards: bool = False,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        num_layers: int = 1,
+        stack_dropout: float = 0.0,
+        unroll: int | bool = 1,
+        remat: bool | Literal["segments"] = False,
+        initializer: str = "keras",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        fused_backward: bool = False,
+        hoist_projection: bool | None = None,
+        deterministic: bool = False,
         rngs: nnx.Rngs,
+        **cell_settings: Any,
     ) -> None:
+        options = RecurrentOptions(
+            self.kind,
+            features,
+            return_sequences=return_sequences,
+            return_state=return_state,
+            go_backwards=go_backwards,
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            num_layers=num_layers,
+            stack_dropout=stack_dropout,
+            unroll=unroll,
+            remat=remat,
+            initializer=initializer,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            fused_backward=fused_backward,
+            hoist_projection=hoist_projection,
+            cell_settings=tuple(sorted(cell_settings.items())),
+        )
         self.in_features = in_features
         self.options = options
         self.deterministic = deterministic
@@ -150,7 +186,7 @@ class SimpleRNN(_Recurrent):
       recurrent_dropout: Keras's recurrent dropout rate, on ``h`` where it enters ``U``.
       num_layers: layers stacked (PyTorch's ``num_layers``), each ``features`` wide.
       stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
-      unroll, remat, fused_backward: as :func:`rnnjax.layer`.
+      unroll, remat, fused_backward, hoist_projection: as :func:`rnnjax.layer`.
       initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see the README).
       dtype: computation dtype (``rnnjax.layer``'s ``compute_dtype``); ``None`` computes in
         ``param_dtype``.
@@ -166,47 +202,18 @@ class SimpleRNN(_Recurrent):
       (2, 8)
     """
 
+    kind: ClassVar[str] = "simple_rnn"
+
     def __init__(
         self,
         in_features: int,
         features: int,
         *,
         activation: Callable[[Array], Array] = jnp.tanh,
-        return_sequences: bool = False,
-        return_state: bool = False,
-        go_backwards: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        num_layers: int = 1,
-        stack_dropout: float = 0.0,
-        unroll: int | bool = 1,
-        remat: bool | Literal["segments"] = False,
-        initializer: str = "keras",
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        deterministic: bool = False,
-        fused_backward: bool = False,
         rngs: nnx.Rngs,
+        **options: Any,
     ) -> None:
-        options = RecurrentOptions(
-            "simple_rnn",
-            features,
-            return_sequences,
-            return_state,
-            go_backwards,
-            dropout,
-            recurrent_dropout,
-            num_layers,
-            stack_dropout,
-            unroll,
-            remat,
-            initializer,
-            dtype,
-            param_dtype,
-            activation=activation,
-            fused_backward=fused_backward,
-        )
-        super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
+        super().__init__(in_features, features, activation=activation, rngs=rngs, **options)
 
 
 class LSTM(_Recurrent):
@@ -217,7 +224,8 @@ class LSTM(_Recurrent):
       features: hidden size ``H``.
       return_sequences, return_state, go_backwards: as Keras (module docstring).
       dropout, recurrent_dropout, num_layers, stack_dropout, unroll, remat, initializer,
-      dtype, param_dtype, deterministic, fused_backward, rngs: as :class:`SimpleRNN`.
+      dtype, param_dtype, deterministic, fused_backward, hoist_projection, rngs: as
+      :class:`SimpleRNN`.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
@@ -231,45 +239,7 @@ class LSTM(_Recurrent):
       True
     """
 
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        return_sequences: bool = False,
-        return_state: bool = False,
-        go_backwards: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        num_layers: int = 1,
-        stack_dropout: float = 0.0,
-        unroll: int | bool = 1,
-        remat: bool | Literal["segments"] = False,
-        initializer: str = "keras",
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        deterministic: bool = False,
-        fused_backward: bool = False,
-        rngs: nnx.Rngs,
-    ) -> None:
-        options = RecurrentOptions(
-            "lstm",
-            features,
-            return_sequences,
-            return_state,
-            go_backwards,
-            dropout,
-            recurrent_dropout,
-            num_layers,
-            stack_dropout,
-            unroll,
-            remat,
-            initializer,
-            dtype,
-            param_dtype,
-            fused_backward=fused_backward,
-        )
-        super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
+    kind: ClassVar[str] = "lstm"
 
 
 class GRU(_Recurrent):
@@ -281,7 +251,7 @@ class GRU(_Recurrent):
       reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
       return_sequences, return_state, go_backwards, dropout, recurrent_dropout, num_layers,
       stack_dropout, unroll, remat, initializer, dtype, param_dtype, deterministic,
-      fused_backward, rngs: as :class:`SimpleRNN`.
+      fused_backward, hoist_projection, rngs: as :class:`SimpleRNN`.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx
@@ -292,47 +262,18 @@ class GRU(_Recurrent):
       True
     """
 
+    kind: ClassVar[str] = "gru"
+
     def __init__(
         self,
         in_features: int,
         features: int,
         *,
         reset_after: bool = True,
-        return_sequences: bool = False,
-        return_state: bool = False,
-        go_backwards: bool = False,
-        dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        num_layers: int = 1,
-        stack_dropout: float = 0.0,
-        unroll: int | bool = 1,
-        remat: bool | Literal["segments"] = False,
-        initializer: str = "keras",
-        dtype: DTypeLike | None = None,
-        param_dtype: DTypeLike = jnp.float32,
-        deterministic: bool = False,
-        fused_backward: bool = False,
         rngs: nnx.Rngs,
+        **options: Any,
     ) -> None:
-        options = RecurrentOptions(
-            "gru",
-            features,
-            return_sequences,
-            return_state,
-            go_backwards,
-            dropout,
-            recurrent_dropout,
-            num_layers,
-            stack_dropout,
-            unroll,
-            remat,
-            initializer,
-            dtype,
-            param_dtype,
-            reset_after=reset_after,
-            fused_backward=fused_backward,
-        )
-        super().__init__(in_features, options, deterministic=deterministic, rngs=rngs)
+        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **options)
 
 
 class Bidirectional(nnx.Module):
@@ -369,7 +310,7 @@ class Bidirectional(nnx.Module):
         deterministic: bool = False,
         rngs: nnx.Rngs,
     ) -> None:
-        check_merge(merge)
+        check_merge("Bidirectional", merge)
         if not isinstance(layer, _Recurrent):
             raise TypeError(
                 "Bidirectional: layer must be a rnnjax.nnx SimpleRNN, LSTM or GRU; got"

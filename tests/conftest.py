@@ -22,7 +22,6 @@ def _strict_rank_promotion():
 
 
 @pytest.fixture(params=[False, True], ids=["per-step-projection", "hoisted-projection"])
-def projection(request, monkeypatch):
-    """Runs a test under both input-projection strategies of ``rnnjax.rnn``."""
-    monkeypatch.setattr("rnnjax._src.driver._hoist_input_projection", lambda: request.param)
+def hoist_projection(request):
+    """Both input-projection paths of ``rnnjax.rnn``: its ``hoist_projection`` argument."""
     return request.param

@@ -1,4 +1,5 @@
-"""Float64 NumPy references written from the cell equations (DESIGN.md), not from rnnjax.
+"""Float64 NumPy references written from the cell equations (README, "Conventions"), not
+from rnnjax.
 
 Gate blocks are sliced by hand: LSTM columns i, f, g, o; GRU columns r, z, n.
 """

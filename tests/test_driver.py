@@ -41,11 +41,17 @@ def assert_close(actual, expected, tol=2e-5):
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("lengths", [None, (6, 0, 3)], ids=["full", "padded"])
-def test_matches_float64_reference(case, reverse, lengths, projection):
+def test_matches_float64_reference(case, reverse, lengths, hoist_projection):
     params, xs, carry = make_inputs(case)
     seq_lengths = None if lengths is None else jnp.array(lengths)
     final, ys = rnnjax.rnn(
-        case.cell, params, xs, initial_carry=carry, seq_lengths=seq_lengths, reverse=reverse
+        case.cell,
+        params,
+        xs,
+        initial_carry=carry,
+        seq_lengths=seq_lengths,
+        reverse=reverse,
+        hoist_projection=hoist_projection,
     )
     want_final, want_ys = reference_run(case, params, xs, carry, lengths, reverse)
     assert_close(ys, want_ys)
@@ -53,12 +59,17 @@ def test_matches_float64_reference(case, reverse, lengths, projection):
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_matches_reference_in_float64_to_float64_rounding(case, projection):
+def test_matches_reference_in_float64_to_float64_rounding(case, hoist_projection):
     with jax.enable_x64(True):
         params, xs, carry = make_inputs(case, dtype=jnp.float64)
         lengths = (2, 6, 5)
         final, ys = rnnjax.rnn(
-            case.cell, params, xs, initial_carry=carry, seq_lengths=jnp.array(lengths)
+            case.cell,
+            params,
+            xs,
+            initial_carry=carry,
+            seq_lengths=jnp.array(lengths),
+            hoist_projection=hoist_projection,
         )
         assert ys.dtype == jnp.float64
         want_final, want_ys = reference_run(case, params, xs, carry, lengths)
@@ -67,9 +78,11 @@ def test_matches_reference_in_float64_to_float64_rounding(case, projection):
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_equals_python_loop_over_step(case, projection):
+def test_equals_python_loop_over_step(case, hoist_projection):
     params, xs, carry = make_inputs(case)
-    final, ys = rnnjax.rnn(case.cell, params, xs, initial_carry=carry)
+    final, ys = rnnjax.rnn(
+        case.cell, params, xs, initial_carry=carry, hoist_projection=hoist_projection
+    )
     loop_carry, loop_ys = carry, []
     for t in range(TIME):
         loop_carry, y = case.cell.step(params, loop_carry, xs[:, t])
@@ -130,14 +143,20 @@ def test_unbatched_sequence():
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_check_grads(case, reverse, projection):
+def test_check_grads(case, reverse, hoist_projection):
     with jax.enable_x64(True):
         params, xs, carry = make_inputs(case, dtype=jnp.float64)
         lengths = jnp.array([6, 0, 3])
 
         def loss(params, xs, carry):
             final, ys = rnnjax.rnn(
-                case.cell, params, xs, initial_carry=carry, seq_lengths=lengths, reverse=reverse
+                case.cell,
+                params,
+                xs,
+                initial_carry=carry,
+                seq_lengths=lengths,
+                reverse=reverse,
+                hoist_projection=hoist_projection,
             )
             return jnp.sum(ys**2) + sum(jnp.sum(jnp.sin(a)) for a in carry_arrays(final))
 
@@ -349,7 +368,7 @@ def test_errors_are_raised_at_trace_time():
             (3, 6, 5),
             {},
             ValueError,
-            r"xs must have shape \[\*batch, time, 4\] \(features = params.kernel.shape\[0\]\);"
+            r"xs must have shape \[\*batch, time, 4\] \(features = the params' input size\);"
             r" got \(3, 6, 5\)",
         ),
         (

@@ -15,7 +15,7 @@ import rnnjax
 from tests.cells_under_test import CASE_IDS, CASES, random_carry, random_params
 
 BATCH, TIME, FEATURES = 3, 6, 4
-FUSED = [case for case in CASES if case.cell.gates is not None]
+FUSED = [case for case in CASES if case.cell.gate_split is not None]
 FUSED_IDS = [case.name for case in FUSED]
 
 
@@ -206,17 +206,17 @@ def test_forward_mode_raises_a_clear_error():
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_cells_without_the_split_raise(case):
     params, xs, _ = make_inputs(case)
-    if case.cell.gates is not None:
+    if case.cell.gate_split is not None:
         rnnjax.rnn(case.cell, params, xs, fused_backward=True)
         return
-    with pytest.raises(ValueError, match="fused_backward=True needs a cell with `recurrent`"):
+    with pytest.raises(ValueError, match="fused_backward=True needs a cell with the `gate_split`"):
         rnnjax.rnn(case.cell, params, xs, fused_backward=True)
 
 
 @pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
 def test_split_step_equals_step(case):
     params, xs, carry = make_inputs(case)
-    cell = case.cell
-    h = carry.h if isinstance(carry, rnnjax.LSTMState) else carry
-    z = cell.combine(cell.project(params, xs[:, 0]), cell.recurrent(params, h))
-    assert_trees_close(cell.gates(carry, z), cell.step(params, carry, xs[:, 0]), tol=1e-6)
+    cell, split = case.cell, case.cell.gate_split
+    h = rnnjax.hidden_state(cell, carry)
+    z = split.combine(cell.projection.project(params, xs[:, 0]), split.recurrent(params, h))
+    assert_trees_close(split.gates(carry, z), cell.step(params, carry, xs[:, 0]), tol=1e-6)

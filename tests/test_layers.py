@@ -568,5 +568,5 @@ def test_tbptt_and_reset_errors():
         rnnjax.tbptt(rnnjax.layer(cell), params, inputs(), chunk_length=0)
     with pytest.raises(ValueError, match=r"resets must have shape \[\*batch, time\] = \(3, 7\)"):
         rnnjax.rnn_with_resets(cell, params, inputs(), jnp.zeros((3, 6), bool))
-    with pytest.raises(TypeError, match=r"rnnjax.rnn_with_resets: resets must be boolean"):
+    with pytest.raises(TypeError, match=r"rnnjax.rnn: resets must be boolean"):
         rnnjax.rnn_with_resets(cell, params, inputs(), jnp.zeros((3, 7)))

@@ -113,9 +113,8 @@ def carry_from_torch(kind, state, direction):
     return jnp.asarray(state[direction].detach().numpy())
 
 
-@pytest.mark.usefixtures("projection")  # both input-projection paths of rnnjax.rnn
 @pytest.mark.parametrize("kind", TORCH_KINDS)
-def test_torch_full_length_with_initial_state(torch, kind):
+def test_torch_full_length_with_initial_state(torch, kind, hoist_projection):
     torch.manual_seed(0)
     module = make_torch_rnn(torch, kind, bidirectional=False)
     state0 = random_torch_state(torch, kind, directions=1)
@@ -129,14 +128,14 @@ def test_torch_full_length_with_initial_state(torch, kind):
         params_from_torch(module, kind),
         jnp.asarray(xs),
         initial_carry=carry_from_torch(kind, state0, 0),
+        hoist_projection=hoist_projection,
     )
     assert_close(ys, expected_ys.detach().numpy())
     assert_close(carry, carry_from_torch(kind, expected_state, 0))
 
 
-@pytest.mark.usefixtures("projection")  # both input-projection paths of rnnjax.rnn
 @pytest.mark.parametrize("kind", TORCH_KINDS)
-def test_torch_packed_bidirectional(torch, kind):
+def test_torch_packed_bidirectional(torch, kind, hoist_projection):
     torch.manual_seed(0)
     module = make_torch_rnn(torch, kind, bidirectional=True)
     state0 = random_torch_state(torch, kind, directions=2)
@@ -165,6 +164,7 @@ def test_torch_packed_bidirectional(torch, kind):
             initial_carry=carry_from_torch(kind, state0, direction),
             seq_lengths=lengths,
             reverse=reverse,
+            hoist_projection=hoist_projection,
         )
         assert_close(ys, expected_ys[..., direction * HIDDEN : (direction + 1) * HIDDEN])
         assert_close(carry, carry_from_torch(kind, expected_state, direction))

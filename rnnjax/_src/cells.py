@@ -1,14 +1,10 @@
-"""Recurrent cells as bundles of pure functions: the vanilla RNN, the LSTM and the GRU.
+"""The built-in cells: the vanilla RNN, the LSTM and the GRU, each a :class:`~rnnjax.Cell`.
 
-A :class:`Cell` holds ``init``, ``initial_carry`` and ``step`` (the textbook one-step update,
-with ``lax.scan``'s signature once ``params`` is bound), and the split of ``step`` that the
-scan driver uses for speed: ``project`` (the input projection ``x @ kernel + bias``, which can
-run for all time steps at once) and ``projected_step`` (the recurrent part of one step).
-``step`` is ``projected_step`` applied to ``project(x)``, so both paths share every equation.
-The built-in cells split ``projected_step`` once more, for the fused backward pass
-(``rnnjax.rnn(..., fused_backward=True)``): ``recurrent`` (the matmul ``h @ recurrent_kernel``),
-``combine`` (the projections joined into the pre-activations ``z``) and ``gates`` (everything
-elementwise after that).
+Each step is ``gates(carry, combine(x @ kernel + bias, recurrent(params, h)))``: the input
+projection, the recurrent matmul, and the elementwise rest. Built from those three parts, a
+cell gets every capability of the contract (:mod:`rnnjax._src.contract`) from one set of
+equations; the GRU with ``reset_after=False``, whose reset gate acts before its second
+matmul, offers the projection split only.
 
 Matmuls with low-precision weights (bfloat16, float16) accumulate and return float32
 (``preferred_element_type``), so the gates and the state after them run in float32: the
@@ -22,21 +18,27 @@ cell's docstring gives.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax._src.contract import (
+    BatchShape,
+    Carry,
+    Cell,
+    CombineFn,
+    GatesFn,
+    GateSplit,
+    Params,
+    Projection,
+    RecurrentFn,
+)
 from rnnjax._src.initializers import INITIALIZERS, init_weights
 
 Array = jax.Array
-Params = Any
-"""A cell's parameters: one of the ``*Params`` NamedTuples below (any pytree for a custom cell)."""
-Carry = Any
-"""A cell's recurrent state: an array ``[*batch, hidden]``, or :class:`LSTMState` for the LSTM."""
-BatchShape = int | Sequence[int]
 
 
 class SimpleRNNParams(NamedTuple):
@@ -90,45 +92,6 @@ class LSTMState(NamedTuple):
 
     h: Array
     c: Array
-
-
-class Cell(NamedTuple):
-    """A recurrent cell: an immutable bundle of pure functions (the optax pattern).
-
-    Attributes:
-      init: ``(key, input_size, dtype=jnp.float32) -> params``.
-      initial_carry: ``(params, batch_shape, dtype=None) -> carry`` of zeros, in the params'
-        dtype unless ``dtype`` is given.
-      step: ``(params, carry, x_t) -> (carry, y_t)``: the one-step update, ``x_t [*batch,
-        input_size]``, ``y_t [*batch, hidden]``.
-      project: ``(params, xs) -> [*, gates * hidden]``: the input projection ``xs @ kernel +
-        bias`` for any number of leading axes.
-      projected_step: ``(params, carry, projected_t) -> (carry, y_t)``: ``step`` on an input
-        already projected; ``step(p, c, x) == projected_step(p, c, project(p, x))``.
-      recurrent: ``(params, h) -> [*, gates * hidden]``, the recurrent matmul ``h @
-        recurrent_kernel`` (plus the GRU's ``recurrent_bias``); ``None`` where the cell has no
-        such split (the GRU with ``reset_after=False``).
-      combine: ``(projected, recurrent) -> z``, linear: the pre-activations the gates need
-        (their sum for the LSTM and the simple RNN; the GRU keeps the candidate's two parts
-        apart). ``None`` with ``recurrent``.
-      gates: ``(carry, z) -> (carry, y_t)``, the elementwise rest of the step:
-        ``projected_step(p, c, x) == gates(c, combine(x, recurrent(p, h)))`` with ``h`` the
-        carry's hidden state (times ``recurrent_mask``). ``None`` with ``recurrent``.
-
-    The built-in cells' ``step`` and ``projected_step`` also take ``recurrent_mask=None``, a
-    ``[*batch, hidden]`` array that multiplies ``h`` where it enters the recurrent matmuls
-    only (Keras's recurrent dropout; the GRU's ``z * h`` term and the LSTM's ``c`` are left
-    alone).
-    """
-
-    init: Callable[..., Params]
-    initial_carry: Callable[..., Carry]
-    step: Callable[..., tuple[Carry, Array]]
-    project: Callable[[Params, Array], Array]
-    projected_step: Callable[..., tuple[Carry, Array]]
-    recurrent: Callable[[Params, Array], Array] | None = None
-    combine: Callable[[Array, Array], Array] | None = None
-    gates: Callable[[Carry, Array], tuple[Carry, Array]] | None = None
 
 
 def _check_cell_args(hidden_size: int, initializer: str) -> None:
@@ -189,51 +152,90 @@ def _low_precision_matmul_jvp(
     return _low_precision_matmul(x, weight), tangent.astype(jnp.float32)
 
 
+def apply_mask(h: Array, mask: Array | None) -> Array:
+    """``h * mask``, ``mask [*batch, hidden]`` broadcast over any extra leading axes of ``h``."""
+    if mask is None:
+        return h
+    return h * mask.reshape((1,) * (h.ndim - mask.ndim) + mask.shape)
+
+
 def _project(params: Params, xs: Array) -> Array:
     return _add_bias(matmul(xs, params.kernel), params.bias)
 
 
-def hidden_state(carry: Carry) -> Array:
-    """The part of a carry that enters the recurrent matmul: ``h`` (the LSTM's ``carry.h``)."""
-    return carry.h if isinstance(carry, LSTMState) else carry
+def _recurrent_matmul(params: Params, h: Array) -> Array:
+    return matmul(h, params.recurrent_kernel)
 
 
-def _from_projected(projected_step: Callable[..., tuple[Carry, Array]]) -> Callable[..., Any]:
-    """``step`` from ``projected_step``: the input projection, then the recurrent part."""
+def _params_check(
+    name: str, params_type: type, hidden: int, width: int, recurrent_bias: bool | None = None
+) -> Callable[[Params], int]:
+    """``input_size`` of a built-in cell: ``kernel.shape[0]``, once the params are checked.
 
-    def step(
-        params: Params, carry: Carry, x: Array, recurrent_mask: Array | None = None
-    ) -> tuple[Carry, Array]:
-        return projected_step(params, carry, _project(params, x), recurrent_mask)
+    ``recurrent_bias``: ``None`` where the params type has no such field, else whether the
+    cell needs one (the GRU's two forms).
+    """
+    expected: dict[str, Any] = {"kernel": f"[input_size, {width}]"}
+    expected.update(recurrent_kernel=(hidden, width), bias=(width,))
+    if recurrent_bias is not None:
+        expected["recurrent_bias"] = (width,) if recurrent_bias else None
 
-    return step
+    def describe(fields: dict[str, Any]) -> str:
+        return ", ".join(f"{key}={value}" for key, value in fields.items())
 
+    def input_size(params: Params) -> int:
+        got = {key: getattr(params, key, "missing") for key in expected}
+        got = {k: tuple(v.shape) if hasattr(v, "shape") else v for k, v in got.items()}
+        kernel = got["kernel"]
+        fits = (
+            isinstance(kernel, tuple)
+            and len(kernel) == 2
+            and kernel[1] == width
+            and all(got[key] == value for key, value in expected.items() if key != "kernel")
+        )
+        if not fits:
+            raise ValueError(
+                f"rnnjax.{name}: params must be {params_type.__name__}({describe(expected)});"
+                f" got {type(params).__name__} with {describe(got)}"
+            )
+        return int(kernel[0])
 
-def _masked(h: Array, recurrent_mask: Array | None) -> Array:
-    return h if recurrent_mask is None else h * recurrent_mask
+    return input_size
 
 
 def _cell(
     init: Callable[..., Params],
     initial_carry: Callable[..., Carry],
-    recurrent: Callable[[Params, Array], Array],
-    combine: Callable[[Array, Array], Array],
-    gates: Callable[[Carry, Array], tuple[Carry, Array]],
+    input_size: Callable[[Params], int],
+    output: Callable[[Carry], Array],
+    recurrent: RecurrentFn,
+    combine: CombineFn,
+    gates: GatesFn,
 ) -> Cell:
     """The cell whose step is ``gates(carry, combine(x @ kernel + bias, recurrent(params, h)))``."""
 
     def projected_step(
         params: Params, carry: Carry, projected: Array, recurrent_mask: Array | None = None
     ) -> tuple[Carry, Array]:
-        h = _masked(hidden_state(carry), recurrent_mask)
+        h = apply_mask(output(carry), recurrent_mask)
         return gates(carry, combine(projected, recurrent(params, h)))
 
-    step = _from_projected(projected_step)
-    return Cell(init, initial_carry, step, _project, projected_step, recurrent, combine, gates)
+    def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
+        return projected_step(params, carry, _project(params, x))
+
+    return Cell(
+        init,
+        initial_carry,
+        step,
+        input_size,
+        output,
+        Projection(_project, projected_step),
+        GateSplit(recurrent, combine, gates),
+    )
 
 
-def _recurrent_matmul(params: Params, h: Array) -> Array:
-    return matmul(h, params.recurrent_kernel)
+def _identity(carry: Array) -> Array:
+    return carry
 
 
 @functools.cache
@@ -276,7 +278,10 @@ def simple_rnn(
         h_new = activation(z)
         return h_new, h_new
 
-    return _cell(init, _zeros, _recurrent_matmul, jnp.add, gates)
+    input_size = _params_check(
+        f"simple_rnn({hidden_size})", SimpleRNNParams, hidden_size, hidden_size
+    )
+    return _cell(init, _zeros, input_size, _identity, _recurrent_matmul, jnp.add, gates)
 
 
 @functools.cache
@@ -327,13 +332,17 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
         zeros = _zeros(params, batch_shape, dtype)
         return LSTMState(zeros, zeros)
 
+    def output(carry: LSTMState) -> Array:
+        return carry.h
+
     def gates(carry: LSTMState, z: Array) -> tuple[LSTMState, Array]:
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
         return LSTMState(h, c), h
 
-    return _cell(init, initial_carry, _recurrent_matmul, jnp.add, gates)
+    input_size = _params_check(f"lstm({hidden_size})", LSTMParams, hidden_size, 4 * hidden_size)
+    return _cell(init, initial_carry, input_size, output, _recurrent_matmul, jnp.add, gates)
 
 
 @functools.cache
@@ -378,25 +387,10 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
         recurrent_bias = w.recurrent_bias if reset_after else None
         return GRUParams(w.kernel, w.recurrent_kernel, w.bias, recurrent_bias)
 
-    def recurrent(params: GRUParams, h: Array) -> Array:
-        assert params.recurrent_bias is not None, "reset_after=True needs recurrent_bias"
-        return _add_bias(matmul(h, params.recurrent_kernel), params.recurrent_bias)
-
-    def combine(projected: Array, recurrent: Array) -> Array:
-        # [r and z pre-activations (2H), the candidate's input part, its recurrent part]
-        x_rz, x_n = jnp.split(projected, [2 * hidden_size], axis=-1)
-        h_rz, h_n = jnp.split(recurrent, [2 * hidden_size], axis=-1)
-        return jnp.concatenate([x_rz + h_rz, x_n, h_n], axis=-1)
-
-    def gates(h: Array, preactivations: Array) -> tuple[Array, Array]:
-        r, z, x_n, h_n = jnp.split(preactivations, 4, axis=-1)
-        r, z = jax.nn.sigmoid(r), jax.nn.sigmoid(z)
-        n = jnp.tanh(x_n + r * h_n)
-        h_new = (1 - z) * n + z * h
-        return h_new, h_new
-
+    name = f"gru({hidden_size}, reset_after={reset_after})"
+    input_size = _params_check(name, GRUParams, hidden_size, 3 * hidden_size, reset_after)
     if reset_after:
-        return _cell(init, _zeros, recurrent, combine, gates)
+        return _cell(init, _zeros, input_size, _identity, _gru_recurrent, _gru_combine, _gru_gates)
 
     # reset_after=False: the reset gate acts before the second matmul, so there is no
     # recurrent/gates split (and no fused backward pass).
@@ -405,10 +399,34 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
     ) -> tuple[Array, Array]:
         x_rz, x_n = jnp.split(projected, [2 * hidden_size], axis=-1)
         u_rz, u_n = jnp.split(params.recurrent_kernel, [2 * hidden_size], axis=-1)
-        h_in = _masked(h, recurrent_mask)
+        h_in = apply_mask(h, recurrent_mask)
         r, z = jnp.split(jax.nn.sigmoid(x_rz + matmul(h_in, u_rz)), 2, axis=-1)
         n = jnp.tanh(x_n + matmul(r * h_in, u_n))
         h_new = (1 - z) * n + z * h
         return h_new, h_new
 
-    return Cell(init, _zeros, _from_projected(projected_step), _project, projected_step)
+    def step(params: GRUParams, h: Array, x: Array) -> tuple[Array, Array]:
+        return projected_step(params, h, _project(params, x))
+
+    projection = Projection(_project, projected_step)
+    return Cell(init, _zeros, step, input_size, _identity, projection)
+
+
+def _gru_recurrent(params: GRUParams, h: Array) -> Array:
+    assert params.recurrent_bias is not None, "reset_after=True needs recurrent_bias"
+    return _add_bias(matmul(h, params.recurrent_kernel), params.recurrent_bias)
+
+
+def _gru_combine(projected: Array, recurrent: Array) -> Array:
+    # [r and z pre-activations (2H), the candidate's input part, its recurrent part]
+    x_rz, x_n = jnp.split(projected, [2 * (projected.shape[-1] // 3)], axis=-1)
+    h_rz, h_n = jnp.split(recurrent, [2 * (recurrent.shape[-1] // 3)], axis=-1)
+    return jnp.concatenate([x_rz + h_rz, x_n, h_n], axis=-1)
+
+
+def _gru_gates(h: Array, preactivations: Array) -> tuple[Array, Array]:
+    r, z, x_n, h_n = jnp.split(preactivations, 4, axis=-1)
+    r, z = jax.nn.sigmoid(r), jax.nn.sigmoid(z)
+    n = jnp.tanh(x_n + r * h_n)
+    h_new = (1 - z) * n + z * h
+    return h_new, h_new

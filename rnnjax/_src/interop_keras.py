@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax._src.cells import Cell, GRUParams, LSTMParams, LSTMState, SimpleRNNParams
-from rnnjax._src.cells import gru as gru_cell
-from rnnjax._src.cells import lstm as lstm_cell
-from rnnjax._src.cells import simple_rnn as simple_rnn_cell
+from rnnjax._src.cells import GRUParams, LSTMState
+from rnnjax._src.contract import Cell
 from rnnjax._src.driver import rnn
+from rnnjax._src.layers import merge_outputs
+from rnnjax._src.registry import CELL_KINDS, make_cell
 
 Array = jax.Array
 
@@ -34,7 +34,10 @@ SIMPLE_RNN_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "sigmoid": jax.nn.sigmoid,
     "linear": _linear,
 }
-MERGE_MODES = ("concat", "sum", "ave", "mul", None)
+KERAS_KINDS = {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}
+"""A Keras layer's class name -> the registry's cell kind."""
+MERGE_MODES = {"concat": "concat", "sum": "sum", "ave": "ave", "mul": "mul", None: "none"}
+"""Keras's ``merge_mode`` -> :func:`rnnjax.bidirectional`'s ``merge``."""
 
 
 def _gru_permutation(hidden: int) -> np.ndarray:
@@ -56,20 +59,19 @@ def _check_setting(layer: Any, setting: str, allowed: Sequence[str]) -> str:
 
 
 def _cell_for(layer: Any) -> Cell:
-    kind, units = type(layer).__name__, getattr(layer, "units", None)
-    if kind == "SimpleRNN":
+    kind = KERAS_KINDS.get(type(layer).__name__)
+    if kind is None:
+        raise TypeError(
+            "rnnjax.interop: layer must be a keras.layers.SimpleRNN, LSTM, GRU or a"
+            f" Bidirectional over one; got {type(layer).__name__}"
+        )
+    if kind == "simple_rnn":
         activation = _check_setting(layer, "activation", tuple(SIMPLE_RNN_ACTIVATIONS))
-        return simple_rnn_cell(units, SIMPLE_RNN_ACTIVATIONS[activation])
-    if kind in ("LSTM", "GRU"):
-        _check_setting(layer, "activation", ("tanh",))
-        _check_setting(layer, "recurrent_activation", ("sigmoid",))
-        if kind == "LSTM":
-            return lstm_cell(units)
-        return gru_cell(units, reset_after=layer.reset_after)
-    raise TypeError(
-        "rnnjax.interop: layer must be a keras.layers.SimpleRNN, LSTM, GRU or a Bidirectional"
-        f" over one; got {kind}"
-    )
+        return make_cell(kind, layer.units, activation=SIMPLE_RNN_ACTIVATIONS[activation])
+    _check_setting(layer, "activation", ("tanh",))
+    _check_setting(layer, "recurrent_activation", ("sigmoid",))
+    settings = {"reset_after": layer.reset_after} if kind == "gru" else {}
+    return make_cell(kind, layer.units, **settings)
 
 
 def _layer_params(layer: Any) -> Any:
@@ -78,11 +80,9 @@ def _layer_params(layer: Any) -> Any:
     kernel, recurrent_kernel = weights[:2]
     width = kernel.shape[1]
     bias = weights[2] if layer.use_bias else jnp.zeros((width,), kernel.dtype)
-    kind = type(layer).__name__
-    if kind == "SimpleRNN":
-        return SimpleRNNParams(kernel, recurrent_kernel, bias)
-    if kind == "LSTM":
-        return LSTMParams(kernel, recurrent_kernel, bias)
+    params_type = CELL_KINDS[KERAS_KINDS[type(layer).__name__]].params_type
+    if params_type is not GRUParams:
+        return params_type(kernel, recurrent_kernel, bias)
     order = _gru_permutation(layer.units)
     if layer.reset_after:
         biases = bias if layer.use_bias else jnp.zeros((2, width), kernel.dtype)
@@ -195,16 +195,7 @@ def from_keras(layer: Any) -> tuple[Callable[..., Any], Any]:
         y_rev, states_rev = applies[1](params[1], xs, backward_state)
         if return_sequences:
             y_rev = jnp.flip(y_rev, axis=-2)
-        if merge_mode == "concat":
-            output: Any = jnp.concatenate([y, y_rev], axis=-1)
-        elif merge_mode == "sum":
-            output = y + y_rev
-        elif merge_mode == "ave":
-            output = (y + y_rev) / 2
-        elif merge_mode == "mul":
-            output = y * y_rev
-        else:
-            output = (y, y_rev)
+        output = merge_outputs(MERGE_MODES[merge_mode], y, y_rev)
         if not return_state:
             return output
         outputs = output if merge_mode is None else (output,)

@@ -15,36 +15,42 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax._src.cells import Cell, GRUParams, LSTMParams, LSTMState, SimpleRNNParams
-from rnnjax._src.cells import gru as gru_cell
-from rnnjax._src.cells import lstm as lstm_cell
-from rnnjax._src.cells import simple_rnn as simple_rnn_cell
+from rnnjax._src.cells import GRUParams, LSTMState
+from rnnjax._src.contract import Cell
 from rnnjax._src.driver import rnn
+from rnnjax._src.registry import CELL_KINDS, make_cell
 
 Array = jax.Array
 TorchParams = tuple[tuple[Any, ...], ...]
 """Params of a converted module: one tuple per layer, one cell params per direction in it."""
 
+TORCH_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "RNN_TANH": ("simple_rnn", {"activation": jnp.tanh}),
+    "RNN_RELU": ("simple_rnn", {"activation": jax.nn.relu}),
+    "LSTM": ("lstm", {}),
+    "GRU": ("gru", {"reset_after": True}),
+}
+"""A torch module's ``mode`` -> the registry's cell kind and its settings."""
+
+
+def _kind(module: Any) -> str:
+    mode = getattr(module, "mode", None)
+    if mode not in TORCH_KINDS:
+        raise TypeError(
+            "rnnjax.interop.from_torch: module must be a torch.nn.RNN, LSTM or GRU;"
+            f" got {type(module).__name__}"
+        )
+    if mode == "LSTM" and getattr(module, "proj_size", 0):
+        raise ValueError(
+            f"rnnjax.interop.from_torch: LSTM with proj_size={module.proj_size} cannot be"
+            " converted: rnnjax's LSTM has no output projection (use proj_size=0)"
+        )
+    return TORCH_KINDS[mode][0]
+
 
 def _cell_for(module: Any) -> Cell:
-    mode, hidden = getattr(module, "mode", None), getattr(module, "hidden_size", None)
-    if mode == "LSTM":
-        if getattr(module, "proj_size", 0):
-            raise ValueError(
-                f"rnnjax.interop.from_torch: LSTM with proj_size={module.proj_size} cannot be"
-                " converted: rnnjax's LSTM has no output projection (use proj_size=0)"
-            )
-        return lstm_cell(hidden)
-    if mode == "GRU":
-        return gru_cell(hidden, reset_after=True)
-    if mode == "RNN_TANH":
-        return simple_rnn_cell(hidden, jnp.tanh)
-    if mode == "RNN_RELU":
-        return simple_rnn_cell(hidden, jax.nn.relu)
-    raise TypeError(
-        "rnnjax.interop.from_torch: module must be a torch.nn.RNN, LSTM or GRU;"
-        f" got {type(module).__name__}"
-    )
+    kind = _kind(module)
+    return make_cell(kind, module.hidden_size, **TORCH_KINDS[module.mode][1])
 
 
 def _suffix(layer: int, direction: int) -> str:
@@ -64,9 +70,9 @@ def _layer_params(module: Any, layer: int, direction: int) -> Any:
         bias_hh = _array(getattr(module, "bias_hh" + suffix))
     else:
         bias_ih = bias_hh = jnp.zeros(kernel.shape[1], kernel.dtype)
-    if module.mode == "GRU":
+    params_type = CELL_KINDS[_kind(module)].params_type
+    if params_type is GRUParams:
         return GRUParams(kernel, recurrent_kernel, bias_ih, bias_hh)
-    params_type = LSTMParams if module.mode == "LSTM" else SimpleRNNParams
     return params_type(kernel, recurrent_kernel, bias_ih + bias_hh)
 
 
@@ -168,16 +174,13 @@ def to_torch(params: TorchParams, module: Any) -> None:
     """
     import torch
 
-    _cell_for(module)
+    expected_type = CELL_KINDS[_kind(module)].params_type
     directions = 2 if module.bidirectional else 1
     if len(params) != module.num_layers or any(len(layer) != directions for layer in params):
         raise ValueError(
             f"rnnjax.interop.to_torch: params must have {module.num_layers} layers of"
             f" {directions} direction(s); got {[len(layer) for layer in params]}"
         )
-    expected_type: type[Any] = {"LSTM": LSTMParams, "GRU": GRUParams}.get(
-        module.mode, SimpleRNNParams
-    )
     with torch.no_grad():
         for layer, layer_params in enumerate(params):
             for direction, cell_params in enumerate(layer_params):

@@ -1,52 +1,36 @@
 """Sequence layers over the cells and :func:`rnnjax.rnn`, composed the optax way.
 
-A :class:`Layer` is a pair of pure functions, ``init(key, input_size) -> params`` and
+A :class:`~rnnjax.Layer` is a pair of pure functions, ``init(key, input_size) -> params`` and
 ``apply(params, xs, *, seq_lengths=None, initial_carry=None, key=None, deterministic=True)
 -> (final_carry, ys)``, with every setting held in a closure. Layers compose into layers:
 :func:`bidirectional` pairs a forward and a backward layer, :func:`stack` runs layers one
 after another. Every layer runs its cell through :func:`rnnjax.rnn`, so there is one numerics
-path; dropout, resets and mixed precision are wrappers around the cell and its inputs, never
-a second copy of the cell equations.
+path; dropout and mixed precision are derived cells (:mod:`rnnjax._src.derived`) and casts of
+the inputs, never a second copy of the cell equations.
 
 ``xs`` is batch-major everywhere here: ``[*batch, time, features]``.
 """
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Callable
+import dataclasses
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from rnnjax._src.cells import BatchShape, Carry, Cell, LSTMState, Params
-from rnnjax._src.driver import _check_xs, rnn
+from rnnjax._src.chunks import in_segments
+from rnnjax._src.contract import Carry, Cell, Layer, Params
+from rnnjax._src.derived import (
+    RecurrentDropoutParams,
+    with_compute_dtype,
+    with_recurrent_dropout,
+)
+from rnnjax._src.driver import carry_dtype, check_carry, check_xs, rnn
 
 Array = jax.Array
 MERGE_MODES = ("concat", "sum", "mul", "ave", "none")
-
-
-class Layer(NamedTuple):
-    """A sequence layer: an immutable bundle of pure functions (the optax pattern).
-
-    Attributes:
-      init: ``(key, input_size) -> params``, a pytree of arrays.
-      apply: ``(params, xs, *, seq_lengths=None, initial_carry=None, key=None,
-        deterministic=True) -> (final_carry, ys)`` with ``xs [*batch, time, input_size]``,
-        ``seq_lengths`` integer ``[*batch]`` and ``ys [*batch, time, output_size]``, zero past
-        each sequence's length. ``key`` draws the dropout masks; it is needed only when
-        ``deterministic=False`` and some dropout rate is positive.
-      flip: ``() -> Layer``, the same layer running the other way in time, which
-        :func:`bidirectional` uses as its default backward layer; ``None`` where there is no
-        such layer.
-    """
-
-    init: Callable[[Array, int], Params]
-    apply: Callable[..., tuple[Carry, Any]]
-    flip: Callable[[], Layer] | None = None
 
 
 class BidirectionalParams(NamedTuple):
@@ -79,11 +63,6 @@ def _require_key(where: str, key: Array | None) -> Array:
     return key
 
 
-def _h_shape_dtype(cell: Cell, params: Params, batch_shape: tuple[int, ...], dtype: Any) -> Any:
-    carry = jax.eval_shape(lambda: cell.initial_carry(params, batch_shape, dtype))
-    return carry.h if isinstance(carry, LSTMState) else carry
-
-
 def _output_size(where: str, layer: Layer, params: Params, input_size: int, index: int) -> int:
     xs = jax.ShapeDtypeStruct((1, 1, input_size), jnp.float32)
     ys = jax.eval_shape(lambda p, x: layer.apply(p, x)[1], params, xs)
@@ -95,235 +74,197 @@ def _output_size(where: str, layer: Layer, params: Params, input_size: int, inde
     return int(ys.shape[-1])
 
 
-# --- Derived cells: recurrent dropout and resets, both through rnnjax.rnn ------------------
-#
-# rnnjax.rnn reads ``params.kernel.shape[0]`` (the input size) and ``params.recurrent_kernel``
-# (the default carry dtype); the derived params below answer both for the cell they wrap.
-
-
-class _MaskedParams(NamedTuple):
-    """A cell's params plus a per-sequence recurrent dropout mask ``[*batch, hidden]``."""
-
-    params: Params
-    recurrent_mask: Array
-
-    @property
-    def kernel(self) -> Array:
-        return self.params.kernel
-
-    @property
-    def recurrent_kernel(self) -> Array:
-        return self.params.recurrent_kernel
-
-
-@functools.cache
-def _recurrent_dropout_cell(cell: Cell) -> Cell:
-    """``cell`` with ``params.recurrent_mask`` passed to every step (Keras's recurrent dropout)."""
-
-    def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> Params:
-        raise TypeError("rnnjax.layer: a recurrent-dropout cell has no init; init the cell")
-
-    def initial_carry(
-        params: _MaskedParams, batch_shape: BatchShape, dtype: DTypeLike | None = None
-    ) -> Carry:
-        return cell.initial_carry(params.params, batch_shape, dtype)
-
-    def project(params: _MaskedParams, xs: Array) -> Array:
-        return cell.project(params.params, xs)
-
-    def projected_step(
-        params: _MaskedParams, carry: Carry, projected: Array
-    ) -> tuple[Carry, Array]:
-        return cell.projected_step(
-            params.params, carry, projected, recurrent_mask=params.recurrent_mask
+def merge_outputs(mode: str, forward: Any, backward: Any) -> Any:
+    """Two directions' outputs merged: ``"concat"`` (last axis), ``"sum"``, ``"mul"``, ``"ave"``,
+    or ``"none"`` for the pair."""
+    if mode == "none":
+        return forward, backward
+    if mode == "concat":
+        return jnp.concatenate([forward, backward], axis=-1)
+    if forward.shape != backward.shape:
+        raise ValueError(
+            f"rnnjax.bidirectional: merge={mode!r} needs equal output shapes; got forward"
+            f" {forward.shape} and backward {backward.shape}"
         )
-
-    def step(params: _MaskedParams, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        return projected_step(params, carry, project(params, x))
-
-    if cell.recurrent is None:
-        return Cell(init, initial_carry, step, project, projected_step)
-    base_recurrent = cell.recurrent
-
-    def recurrent(params: _MaskedParams, h: Array) -> Array:
-        # ``h`` is [*batch, hidden], or the fused backward pass's [time * batch, hidden] rows.
-        mask = params.recurrent_mask
-        return base_recurrent(
-            params.params, (h.reshape(-1, *mask.shape) * mask[None]).reshape(h.shape)
-        )
-
-    return Cell(
-        init, initial_carry, step, project, projected_step, recurrent, cell.combine, cell.gates
-    )
+    if mode == "sum":
+        return forward + backward
+    if mode == "mul":
+        return forward * backward
+    return (forward + backward) / 2
 
 
-@functools.cache
-def _compute_dtype_cell(cell: Cell, compute_dtype: jnp.dtype) -> Cell:
-    """``cell`` with its params cast to ``compute_dtype`` inside every function it runs.
-
-    The scan then holds the params in their own dtype (float32), so autodiff accumulates
-    their gradients over the time steps in float32, not in ``compute_dtype`` (in bfloat16,
-    the recurrent kernel's gradient was 20% off after 1024 steps). XLA hoists the casts out
-    of the loop.
-    """
-
-    def cast(params: Params) -> Params:
-        return _cast_floating(params, compute_dtype)
-
-    def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> Params:
-        raise TypeError("rnnjax.layer: a mixed-precision cell has no init; init the cell")
-
-    def project(params: Params, xs: Array) -> Array:
-        return cell.project(cast(params), xs)
-
-    def projected_step(params: Params, carry: Carry, projected: Array, *mask: Array) -> Any:
-        return cell.projected_step(cast(params), carry, projected, *mask)
-
-    def step(params: Params, carry: Carry, x: Array, *mask: Array) -> tuple[Carry, Array]:
-        return cell.step(cast(params), carry, x, *mask)
-
-    recurrent = None
-    if cell.recurrent is not None:
-        base_recurrent = cell.recurrent
-
-        def recurrent(params: Params, h: Array) -> Array:
-            return base_recurrent(cast(params), h)
-
-    return Cell(
-        init, cell.initial_carry, step, project, projected_step, recurrent, cell.combine, cell.gates
-    )
+def check_merge(where: str, mode: Any) -> None:
+    if mode not in MERGE_MODES:
+        raise ValueError(f"{where}: merge must be one of {MERGE_MODES}; got {mode!r}")
 
 
-class _ResetParams(NamedTuple):
-    """A cell's params, for inputs that carry a reset flag as one extra last feature."""
+# --- layer: a pipeline of small steps over one settings object -----------------------------
 
-    params: Params
+
+@dataclasses.dataclass(frozen=True)
+class _LayerSettings:
+    """Everything :func:`layer` was given, checked; ``run_cell`` computes in
+    ``compute_dtype``."""
+
+    cell: Cell
+    reverse: bool
+    dropout: float
+    recurrent_dropout: float
+    unroll: int | bool
+    remat: bool | Literal["segments"]
+    segment_length: int | None
+    compute_dtype: Any
+    fused_backward: bool
+    hoist_projection: bool | None
 
     @property
-    def kernel(self) -> jax.ShapeDtypeStruct:
-        kernel = self.params.kernel
-        return jax.ShapeDtypeStruct((kernel.shape[0] + 1, *kernel.shape[1:]), kernel.dtype)
-
-    @property
-    def recurrent_kernel(self) -> Array:
-        return self.params.recurrent_kernel
+    def run_cell(self) -> Cell:
+        if self.compute_dtype is None:
+            return self.cell
+        return with_compute_dtype(self.cell, jnp.dtype(self.compute_dtype))
 
 
-@functools.cache
-def _resetting_cell(cell: Cell) -> Cell:
-    """``cell`` whose last input feature, when 1, resets the carry to ``cell.initial_carry``."""
-
-    def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> Params:
-        raise TypeError("rnnjax.rnn_with_resets: a resetting cell has no init; init the cell")
-
-    def initial_carry(
-        params: _ResetParams, batch_shape: BatchShape, dtype: DTypeLike | None = None
-    ) -> Carry:
-        return cell.initial_carry(params.params, batch_shape, dtype)
-
-    def project(params: _ResetParams, xs: Array) -> Array:
-        projected = cell.project(params.params, xs[..., :-1])
-        return jnp.concatenate([projected, xs[..., -1:].astype(projected.dtype)], axis=-1)
-
-    def projected_step(params: _ResetParams, carry: Carry, projected: Array) -> tuple[Carry, Array]:
-        reset = projected[..., -1:] > 0.5  # [*batch, 1]
-        first = jax.tree.leaves(carry)[0]
-        fresh = cell.initial_carry(params.params, first.shape[:-1], first.dtype)
-        carry = jax.tree.map(
-            lambda new, old: jnp.where(reset, new.astype(old.dtype), old), fresh, carry
+def _check_layer_settings(settings: _LayerSettings) -> None:
+    where = "rnnjax.layer"
+    _check_rate(where, "dropout", settings.dropout)
+    _check_rate(where, "recurrent_dropout", settings.recurrent_dropout)
+    remat, segment_length = settings.remat, settings.segment_length
+    if remat not in (False, True, "segments"):
+        raise ValueError(f"{where}: remat must be False, True or 'segments'; got {remat!r}")
+    if segment_length is not None and (
+        remat != "segments"
+        or isinstance(segment_length, bool)
+        or not isinstance(segment_length, int)
+        or segment_length < 1
+    ):
+        raise ValueError(
+            f"{where}: segment_length must be a positive int, used with remat='segments';"
+            f" got segment_length={segment_length!r} with remat={remat!r}"
         )
-        return cell.projected_step(params.params, carry, projected[..., :-1])
-
-    def step(params: _ResetParams, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        return projected_step(params, carry, project(params, x))
-
-    return Cell(init, initial_carry, step, project, projected_step)
-
-
-# --- Running a layer over chunks of time: segmented checkpointing and truncated BPTT -------
+    dtype = settings.compute_dtype
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{where}: compute_dtype must be a floating dtype; got {dtype!r}")
+    if settings.recurrent_dropout > 0:
+        with_recurrent_dropout(settings.run_cell)  # raises for a cell that cannot take it
 
 
-def _in_chunks(
-    run: Callable[[Params, Array, Carry, Array | None], tuple[Carry, Any]],
+def _cast_inputs(
+    s: _LayerSettings, params: Params, xs: Array, carry: Carry | None, batch: tuple[int, ...]
+) -> tuple[Array, Carry | None]:
+    """Mixed precision: ``xs`` in ``compute_dtype``, the carry in the state's own dtype."""
+    if s.compute_dtype is None:
+        return xs, carry
+    state = jax.eval_shape(lambda: s.cell.initial_carry(params, batch))
+    if carry is None:
+        carry = s.cell.initial_carry(params, batch)
+    else:
+        carry = check_carry(carry, state)
+        carry = jax.tree.map(lambda c, like: jnp.asarray(c, like.dtype), carry, state)
+    return xs.astype(s.compute_dtype), carry
+
+
+def _hidden_like(
+    cell: Cell, params: Params, xs: Array, carry: Carry | None, batch: tuple[int, ...]
+) -> jax.ShapeDtypeStruct:
+    """Shape and dtype of ``h`` in the carry the run will start from."""
+    if carry is None:
+        dtype = carry_dtype(cell, params, xs, batch)
+        carry = jax.eval_shape(lambda: cell.initial_carry(params, batch, dtype))
+    else:
+        carry = check_carry(carry, jax.eval_shape(lambda: cell.initial_carry(params, batch)))
+    h = cell.output(carry)
+    return jax.ShapeDtypeStruct(jnp.shape(h), jnp.result_type(h))
+
+
+def _draw_masks(
+    s: _LayerSettings,
+    params: Params,
+    xs: Array,
+    carry: Carry | None,
+    batch: tuple[int, ...],
+    key: Array | None,
+) -> tuple[Cell, Params, Array]:
+    """Variational dropout: one input mask and one recurrent mask per sequence, both fixed
+    over time; the recurrent one travels in the params of a derived cell."""
+    cell = s.run_cell
+    input_key, recurrent_key = jax.random.split(_require_key("rnnjax.layer", key))
+    if s.dropout > 0:
+        mask = _keep_mask(input_key, s.dropout, (*batch, xs.shape[-1]), xs.dtype)
+        xs = xs * mask[..., None, :]
+    if s.recurrent_dropout > 0:
+        h = _hidden_like(cell, params, xs, carry, batch)
+        mask = _keep_mask(recurrent_key, s.recurrent_dropout, h.shape, h.dtype)
+        cell, params = with_recurrent_dropout(cell), RecurrentDropoutParams(params, mask)
+    return cell, params, xs
+
+
+def _run(
+    s: _LayerSettings,
+    cell: Cell,
     params: Params,
     xs: Array,
     carry: Carry | None,
     seq_lengths: Array | None,
-    *,
-    size: int,
-    time_major: bool = False,
-    reverse: bool = False,
-    between: Callable[[Carry], Carry] | None = None,
-) -> tuple[Carry, Any]:
-    """Runs ``run(params, xs_chunk, carry, lengths_chunk)`` over chunks of ``size`` steps.
-
-    ``xs`` is ``[*batch, time, features]`` (``[time, *batch, features]`` with
-    ``time_major``), and so is each chunk. The full chunks run in one ``lax.scan``, the
-    remainder of ``time / size`` on its own. When ``carry`` is ``None`` or ``between`` is
-    given, the first chunk also runs on its own, so that it can start from ``carry=None``
-    and no ``between`` applies before it. Each chunk sees its own part of ``seq_lengths``;
-    with ``reverse`` the chunks run from last to first, so each sequence's valid steps are
-    visited from its last back to step 0.
-    """
-    axis = 0 if time_major else xs.ndim - 2
-    batch_shape = xs.shape[1:-1] if time_major else xs.shape[:-2]
-    count, rest = divmod(xs.shape[axis], size)
-    blocks = ([(0, size, count)] if count else []) + ([(count * size, rest, 1)] if rest else [])
-    order = blocks[::-1] if reverse else blocks
-    start, length, n = order[0]
-    if n > 1 and (carry is None or between is not None):
-        head = (start + (n - 1) * length, length, 1) if reverse else (start, length, 1)
-        tail = (start, length, n - 1) if reverse else (start + length, length, n - 1)
-        order = [head, tail, *order[1:]]
-
-    def lengths_from(starts: Array, length: int) -> Array | None:
-        if seq_lengths is None:
-            return None
-        lengths = seq_lengths.reshape((1,) * (starts.ndim - seq_lengths.ndim) + seq_lengths.shape)
-        return jnp.clip(lengths - starts, 0, length)
-
-    def stacked(x: Array, n: int, length: int) -> Array:  # [n, *chunk shape]
-        if time_major:
-            return x.reshape(n, length, *x.shape[1:])
-        return jnp.moveaxis(x.reshape(*x.shape[:-2], n, length, x.shape[-1]), -3, 0)
-
-    def unstacked(y: Array) -> Array:  # the inverse of ``stacked``
-        if time_major:
-            return y.reshape(-1, *y.shape[2:])
-        return jnp.moveaxis(y, 0, -3).reshape(*y.shape[1:-2], -1, y.shape[-1])
-
-    pieces = {}
-    for index, (start, length, n) in enumerate(order):
-        chunk = jax.lax.slice_in_dim(xs, start, start + n * length, axis=axis)
-        if n == 1:
-            if index > 0 and between is not None:
-                carry = between(carry)
-            carry, ys = run(params, chunk, carry, lengths_from(jnp.asarray(start), length))
-        else:
-            starts = start + length * jnp.arange(n).reshape((n,) + (1,) * len(batch_shape))
-
-            def body(carry: Carry, inputs: tuple[Array, Array | None]) -> tuple[Carry, Any]:
-                if between is not None:
-                    carry = between(carry)
-                return run(params, inputs[0], carry, inputs[1])
-
-            inputs = (stacked(chunk, n, length), lengths_from(starts, length))
-            carry, ys = jax.lax.scan(body, carry, inputs, reverse=reverse)
-            ys = jax.tree.map(unstacked, ys)
-        pieces[start] = ys
-    if len(pieces) == 1:
-        return carry, next(iter(pieces.values()))
-    parts = [pieces[start] for start in sorted(pieces)]
-    return carry, jax.tree.map(lambda *ys: jnp.concatenate(ys, axis=axis), *parts)
-
-
-# --- Mixed precision -----------------------------------------------------------------------
-
-
-def _cast_floating(tree: Any, dtype: DTypeLike) -> Any:
-    return jax.tree.map(
-        lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
+) -> tuple[Carry, Array]:
+    """:func:`rnnjax.rnn` over the whole sequence, or over checkpointed segments."""
+    options: dict[str, Any] = dict(
+        reverse=s.reverse,
+        unroll=s.unroll,
+        fused_backward=s.fused_backward,
+        hoist_projection=s.hoist_projection,
     )
+    if s.remat != "segments":
+        return rnn(
+            cell, params, xs, initial_carry=carry, seq_lengths=seq_lengths, remat=s.remat, **options
+        )
+
+    def run(p: Params, x: Array, c: Carry, lengths: Array | None) -> tuple[Carry, Array]:
+        return rnn(cell, p, x, initial_carry=c, seq_lengths=lengths, time_major=True, **options)
+
+    batch = xs.shape[:-2]
+    if carry is None:  # rnnjax.rnn's default, made here so no segment is run apart
+        carry = cell.initial_carry(params, batch, carry_dtype(cell, params, xs, batch))
+    lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
+    return in_segments(
+        run,
+        params,
+        xs,
+        carry,
+        lengths,
+        segment_length=s.segment_length,
+        reverse=s.reverse,
+    )
+
+
+def _layer(s: _LayerSettings) -> Layer:
+    def init(key: Array, input_size: int) -> Params:
+        return s.cell.init(key, input_size)
+
+    def apply(
+        params: Params,
+        xs: Array,
+        *,
+        seq_lengths: Array | None = None,
+        initial_carry: Carry | None = None,
+        key: Array | None = None,
+        deterministic: bool = True,
+    ) -> tuple[Carry, Array]:
+        _, batch = check_xs(s.cell, params, xs, time_major=False)
+        xs, carry = _cast_inputs(s, params, jnp.asarray(xs), initial_carry, batch)
+        cell, run_params = s.run_cell, params
+        if not deterministic and (s.dropout > 0 or s.recurrent_dropout > 0):
+            cell, run_params, xs = _draw_masks(s, params, xs, carry, batch, key)
+        final, ys = _run(s, cell, run_params, xs, carry, seq_lengths)
+        if s.compute_dtype is None:
+            return final, ys
+        state = jax.eval_shape(lambda: s.cell.initial_carry(params, batch))  # its own dtypes
+        final = jax.tree.map(lambda c, like: c.astype(like.dtype), final, state)
+        return final, ys.astype(s.cell.output(state).dtype)
+
+    def flip() -> Layer:
+        return _layer(dataclasses.replace(s, reverse=not s.reverse))
+
+    return Layer(init, apply, flip)
 
 
 # --- Public layers -------------------------------------------------------------------------
@@ -340,6 +281,7 @@ def layer(
     segment_length: int | None = None,
     compute_dtype: DTypeLike | None = None,
     fused_backward: bool = False,
+    hoist_projection: bool | None = None,
 ) -> Layer:
     """A cell run over a sequence by :func:`rnnjax.rnn`: Keras's ``LSTM``, ``GRU``, ``SimpleRNN``.
 
@@ -382,13 +324,16 @@ def layer(
         in the params' dtype.
       fused_backward: passed to :func:`rnnjax.rnn`: the hand-scheduled backward pass, faster
         and reverse mode only.
+      hoist_projection: passed to :func:`rnnjax.rnn`: where the input projection runs
+        (default: the backend's measured choice).
 
     Returns:
       A :class:`Layer` whose params are the cell's params. ``apply`` returns
       ``(final_carry, ys)`` as :func:`rnnjax.rnn` does, ``ys [*batch, time, hidden]``.
 
     Raises:
-      ValueError: for a rate outside ``[0, 1)`` or a bad ``remat``/``segment_length`` (at
+      ValueError: for a rate outside ``[0, 1)``, a bad ``remat``/``segment_length``, or
+        ``recurrent_dropout`` with a cell that has no ``projection`` capability (at
         construction), and in ``apply`` when ``deterministic=False``, a rate is positive and
         ``key`` is ``None``.
 
@@ -402,145 +347,20 @@ def layer(
       ((2, 5, 8), (2, 8))
       >>> _, ys_train = lstm.apply(params, xs, key=jax.random.key(1), deterministic=False)
     """
-    where = "rnnjax.layer"
-    _check_rate(where, "dropout", dropout)
-    _check_rate(where, "recurrent_dropout", recurrent_dropout)
-    if remat not in (False, True, "segments"):
-        raise ValueError(f"{where}: remat must be False, True or 'segments'; got {remat!r}")
-    if segment_length is not None and (
-        remat != "segments"
-        or isinstance(segment_length, bool)
-        or not isinstance(segment_length, int)
-        or segment_length < 1
-    ):
-        raise ValueError(
-            f"{where}: segment_length must be a positive int, used with remat='segments';"
-            f" got segment_length={segment_length!r} with remat={remat!r}"
-        )
-    if compute_dtype is not None and not jnp.issubdtype(compute_dtype, jnp.floating):
-        raise ValueError(f"{where}: compute_dtype must be a floating dtype; got {compute_dtype!r}")
-    base_cell = (
-        cell if compute_dtype is None else _compute_dtype_cell(cell, jnp.dtype(compute_dtype))
+    settings = _LayerSettings(
+        cell,
+        reverse,
+        dropout,
+        recurrent_dropout,
+        unroll,
+        remat,
+        segment_length,
+        compute_dtype,
+        fused_backward,
+        hoist_projection,
     )
-    masked_cell = _recurrent_dropout_cell(base_cell)
-
-    def init(key: Array, input_size: int) -> Params:
-        return cell.init(key, input_size)
-
-    def apply(
-        params: Params,
-        xs: Array,
-        *,
-        seq_lengths: Array | None = None,
-        initial_carry: Carry | None = None,
-        key: Array | None = None,
-        deterministic: bool = True,
-    ) -> tuple[Carry, Array]:
-        _, batch_shape = _check_xs(xs, params, time_major=False)
-        xs = jnp.asarray(xs)
-        run_cell, run_params, carry = base_cell, params, initial_carry
-        if compute_dtype is not None:
-            state_dtype = params.recurrent_kernel.dtype
-            if carry is None:
-                carry = cell.initial_carry(params, batch_shape, state_dtype)
-            elif isinstance(jax.eval_shape(lambda: cell.initial_carry(params, 1)), LSTMState):
-                carry = LSTMState(*carry)
-            carry = _cast_floating(carry, state_dtype)
-            xs = xs.astype(compute_dtype)
-
-        if not deterministic and (dropout > 0 or recurrent_dropout > 0):
-            input_key, recurrent_key = jax.random.split(_require_key(where, key))
-            if dropout > 0:
-                mask = _keep_mask(input_key, dropout, (*batch_shape, xs.shape[-1]), xs.dtype)
-                xs = xs * mask[..., None, :]
-            if recurrent_dropout > 0:
-                if carry is None:
-                    dtype = jnp.result_type(xs, run_params.recurrent_kernel)
-                    h = _h_shape_dtype(cell, run_params, batch_shape, dtype)
-                else:
-                    h = carry.h if isinstance(carry, LSTMState) else carry
-                    h = h if isinstance(h, jax.Array) else jnp.asarray(h)
-                mask = _keep_mask(recurrent_key, recurrent_dropout, h.shape, h.dtype)
-                run_cell, run_params = masked_cell, _MaskedParams(run_params, mask)
-
-        if remat == "segments":
-            # Time-major inside, so segments are slices along the leading axis (no copies).
-            def run(p: Params, x: Array, c: Carry, lengths: Array | None) -> tuple[Carry, Array]:
-                return rnn(
-                    run_cell,
-                    p,
-                    x,
-                    initial_carry=c,
-                    seq_lengths=lengths,
-                    reverse=reverse,
-                    time_major=True,
-                    unroll=unroll,
-                    fused_backward=fused_backward,
-                )
-
-            if carry is None:  # rnnjax.rnn's default, made here so no segment is run apart
-                dtype = jnp.result_type(xs, run_params.recurrent_kernel)
-                carry = run_cell.initial_carry(run_params, batch_shape, dtype)
-            size = segment_length or max(1, math.ceil(math.sqrt(xs.shape[-2])))
-            final, ys = _in_chunks(
-                jax.checkpoint(run),
-                run_params,
-                jnp.moveaxis(xs, -2, 0),
-                carry,
-                None if seq_lengths is None else jnp.asarray(seq_lengths),
-                size=size,
-                time_major=True,
-                reverse=reverse,
-            )
-            ys = jnp.moveaxis(ys, 0, -2)
-        else:
-            final, ys = rnn(
-                run_cell,
-                run_params,
-                xs,
-                initial_carry=carry,
-                seq_lengths=seq_lengths,
-                reverse=reverse,
-                unroll=unroll,
-                remat=remat,
-                fused_backward=fused_backward,
-            )
-        if compute_dtype is not None:
-            final = _cast_floating(final, state_dtype)
-            ys = ys.astype(state_dtype)
-        return final, ys
-
-    def flip() -> Layer:
-        return layer(
-            cell,
-            reverse=not reverse,
-            dropout=dropout,
-            recurrent_dropout=recurrent_dropout,
-            unroll=unroll,
-            remat=remat,
-            segment_length=segment_length,
-            compute_dtype=compute_dtype,
-            fused_backward=fused_backward,
-        )
-
-    return Layer(init, apply, flip)
-
-
-def _merge(mode: str, forward: Array, backward: Array) -> Any:
-    if mode == "none":
-        return forward, backward
-    if mode == "concat":
-        return jnp.concatenate([forward, backward], axis=-1)
-    if forward.shape != backward.shape:
-        raise ValueError(
-            f"rnnjax.bidirectional: merge={mode!r} needs equal output shapes; got forward"
-            f" {forward.shape} and backward {backward.shape}"
-        )
-    if mode == "sum":
-        return forward + backward
-    if mode == "mul":
-        return forward * backward
-    return (forward + backward) / 2
+    _check_layer_settings(settings)
+    return _layer(settings)
 
 
 def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str = "concat") -> Layer:
@@ -574,8 +394,7 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
       ((2, 5, 16), (2, 8))
     """
     where = "rnnjax.bidirectional"
-    if merge not in MERGE_MODES:
-        raise ValueError(f"{where}: merge must be one of {MERGE_MODES}; got {merge!r}")
+    check_merge(where, merge)
     if backward is None:
         if forward.flip is None:
             raise ValueError(
@@ -599,15 +418,7 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
         key: Array | None = None,
         deterministic: bool = True,
     ) -> tuple[tuple[Carry, Carry], Any]:
-        if initial_carry is None:
-            carries = (None, None)
-        elif isinstance(initial_carry, (tuple, list)) and len(initial_carry) == 2:
-            carries = tuple(initial_carry)
-        else:
-            raise ValueError(
-                f"{where}: initial_carry must be a pair (forward, backward); got"
-                f" {jax.tree.structure(initial_carry)}"
-            )
+        carries = _per_layer(where, "a pair (forward, backward)", 2, initial_carry)
         keys: Any = (None, None) if key is None else jax.random.split(key)
         common = dict(seq_lengths=seq_lengths, deterministic=deterministic)
         carry_f, ys_f = forward.apply(
@@ -616,9 +427,20 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
         carry_b, ys_b = backward_layer.apply(
             params.backward, xs, initial_carry=carries[1], key=keys[1], **common
         )
-        return (carry_f, carry_b), _merge(merge, ys_f, ys_b)
+        return (carry_f, carry_b), merge_outputs(merge, ys_f, ys_b)
 
     return Layer(init, apply)
+
+
+def _per_layer(where: str, what: str, count: int, initial_carry: Any) -> tuple[Any, ...]:
+    """``initial_carry`` as one entry per layer (``None`` entries: the default)."""
+    if initial_carry is None:
+        return (None,) * count
+    if isinstance(initial_carry, (tuple, list)) and len(initial_carry) == count:
+        return tuple(initial_carry)
+    raise ValueError(
+        f"{where}: initial_carry must be {what}; got {jax.tree.structure(initial_carry)}"
+    )
 
 
 def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer:
@@ -689,6 +511,20 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
             params.append(item_params)
         return tuple(params)
 
+    def layer_input(index: int, xs: Any, key: Array | None) -> Array:
+        """What layer ``index`` reads: the previous output, with dropout when training."""
+        if index == 0:
+            return xs
+        if not isinstance(xs, jax.Array):
+            raise ValueError(
+                f"{where}: layer {index - 1} returns {jax.tree.structure(xs)}, not one"
+                " array, so no layer can follow it (a bidirectional with merge='none'?)"
+            )
+        if key is None:
+            return xs
+        mask = _keep_mask(key, dropout, (*xs.shape[:-2], xs.shape[-1]), xs.dtype)
+        return xs * mask[..., None, :]  # one mask [*batch, features] for every step
+
     def apply(
         params: tuple[Params, ...],
         xs: Array,
@@ -703,15 +539,8 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
                 f"{where}: params must be a tuple with one entry per layer ({depth}); got"
                 f" {jax.tree.structure(params)}"
             )
-        if initial_carry is None:
-            carries: tuple[Carry, ...] = (None,) * depth
-        elif isinstance(initial_carry, (tuple, list)) and len(initial_carry) == depth:
-            carries = tuple(initial_carry)
-        else:
-            raise ValueError(
-                f"{where}: initial_carry must be a tuple with one carry per layer ({depth});"
-                f" got {jax.tree.structure(initial_carry)}"
-            )
+        what = f"a tuple with one carry per layer ({depth})"
+        carries = _per_layer(where, what, depth, initial_carry)
         between = not deterministic and dropout > 0 and depth > 1
         keys: Any = [None] * (2 * depth)
         if key is not None:
@@ -720,20 +549,10 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
             _require_key(where, key)
         finals = []
         for index, item in enumerate(layers):
-            inputs = xs
-            if index > 0:
-                if not isinstance(xs, jax.Array):
-                    raise ValueError(
-                        f"{where}: layer {index - 1} returns {jax.tree.structure(xs)}, not one"
-                        " array, so no layer can follow it (a bidirectional with merge='none'?)"
-                    )
-                if between:
-                    shape = (*xs.shape[:-2], xs.shape[-1])  # [*batch, features]
-                    mask = _keep_mask(keys[depth + index], dropout, shape, xs.dtype)
-                    inputs = xs * mask[..., None, :]
+            mask_key = keys[depth + index] if between else None
             carry, ys = item.apply(
                 params[index],
-                inputs,
+                layer_input(index, xs, mask_key),
                 seq_lengths=seq_lengths,
                 initial_carry=carries[index],
                 key=keys[index],
@@ -756,139 +575,3 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
         return stack(*(f() for f in flips if f is not None), dropout=dropout, residual=residual)
 
     return Layer(init, apply, flip if all(f is not None for f in flips) else None)
-
-
-# --- Truncated BPTT and resets -------------------------------------------------------------
-
-
-def tbptt(
-    layer: Layer,
-    params: Params,
-    xs: Array,
-    *,
-    chunk_length: int,
-    seq_lengths: Array | None = None,
-    initial_carry: Carry | None = None,
-    key: Array | None = None,
-    deterministic: bool = True,
-) -> tuple[Carry, Any]:
-    """Runs a forward ``layer`` over ``xs`` in chunks, with truncated backpropagation.
-
-    The layer runs chunk after chunk of ``chunk_length`` steps (the last chunk takes the
-    remainder), each chunk starting from the previous one's final carry passed through
-    ``jax.lax.stop_gradient``: the forward values are exactly one pass's, while gradients
-    flow back at most one chunk (Keras ``stateful=True`` training, the TBPTT of Williams and
-    Peng 1990). Every chunk uses the same ``key``, so dropout masks match one pass's.
-
-    For stateful use across calls, pass the returned final carry as the next call's
-    ``initial_carry``. To reset some sequences between calls, zero their entries; to reset
-    within a call, see :func:`rnn_with_resets`.
-
-    Args:
-      layer: a :class:`Layer` that runs forward in time (not ``reverse``, not bidirectional:
-        those read the future, which chunks cut off).
-      params: the layer's params.
-      xs: ``[*batch, time, features]``.
-      chunk_length: ``K``, steps per chunk.
-      seq_lengths, initial_carry, key, deterministic: as ``layer.apply``.
-
-    Returns:
-      ``(final_carry, ys)``, equal to ``layer.apply``'s on the whole sequence.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax
-      >>> lstm = rnnjax.layer(rnnjax.lstm(8))
-      >>> params = lstm.init(jax.random.key(0), 3)
-      >>> carry, ys = rnnjax.tbptt(lstm, params, jnp.ones((2, 100, 3)), chunk_length=16)
-      >>> ys.shape
-      (2, 100, 8)
-    """
-    if isinstance(chunk_length, bool) or not isinstance(chunk_length, int) or chunk_length < 1:
-        raise ValueError(f"rnnjax.tbptt: chunk_length must be a positive int; got {chunk_length!r}")
-    xs = jnp.asarray(xs)
-    if xs.ndim < 2:
-        raise ValueError(
-            f"rnnjax.tbptt: xs must have shape [*batch, time, features]; got {xs.shape}"
-        )
-
-    def run(p: Params, x: Array, c: Carry, lengths: Array | None) -> tuple[Carry, Any]:
-        return layer.apply(
-            p, x, seq_lengths=lengths, initial_carry=c, key=key, deterministic=deterministic
-        )
-
-    return _in_chunks(
-        run,
-        params,
-        xs,
-        initial_carry,
-        None if seq_lengths is None else jnp.asarray(seq_lengths),
-        size=chunk_length,
-        between=jax.lax.stop_gradient,
-    )
-
-
-def rnn_with_resets(
-    cell: Cell,
-    params: Params,
-    xs: Array,
-    resets: Array,
-    *,
-    initial_carry: Carry | None = None,
-    seq_lengths: Array | None = None,
-    reverse: bool = False,
-    time_major: bool = False,
-    unroll: int | bool = 1,
-    remat: bool = False,
-) -> tuple[Carry, Array]:
-    """:func:`rnnjax.rnn` where ``resets[b, t]`` puts sequence ``b``'s carry back before step ``t``.
-
-    Haiku's ``ResetCore`` semantics: where ``resets[b, t]`` is true, the carry entering step
-    ``t`` is replaced by ``cell.initial_carry`` (zeros for the built-in cells, whatever
-    ``initial_carry`` was), so the steps from ``t`` on see nothing of the steps before.
-    Running sequences packed end to end with a reset at each start equals running them one
-    by one. With ``reverse=True`` "before" means in processing order.
-
-    Implemented as a derived cell that reads the flag as an extra last input feature, so
-    the whole sequence is still one ``lax.scan`` in :func:`rnnjax.rnn` with the cell's own
-    step; gradients do not flow across a reset.
-
-    Args:
-      cell, params, xs: as :func:`rnnjax.rnn`.
-      resets: boolean ``[*batch, time]`` (``[time, *batch]`` with ``time_major``).
-      initial_carry, seq_lengths, reverse, time_major, unroll, remat: as :func:`rnnjax.rnn`.
-
-    Returns:
-      ``(final_carry, ys)`` as :func:`rnnjax.rnn`.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax
-      >>> cell = rnnjax.gru(4)
-      >>> params = cell.init(jax.random.key(0), 3)
-      >>> xs = jnp.ones((2, 6, 3))
-      >>> resets = jnp.zeros((2, 6), bool).at[0, 3].set(True)
-      >>> carry, ys = rnnjax.rnn_with_resets(cell, params, xs, resets)
-      >>> bool(jnp.allclose(ys[0, 3:], ys[0, :3]))  # after the reset it starts afresh
-      True
-    """
-    _check_xs(xs, params, time_major)
-    xs = jnp.asarray(xs)
-    if getattr(resets, "shape", None) != xs.shape[:-1]:
-        layout = "[time, *batch]" if time_major else "[*batch, time]"
-        raise ValueError(
-            f"rnnjax.rnn_with_resets: resets must have shape {layout} = {xs.shape[:-1]} (xs"
-            f" without features); got {getattr(resets, 'shape', type(resets))}"
-        )
-    if jnp.asarray(resets).dtype != jnp.bool_:
-        raise TypeError(f"rnnjax.rnn_with_resets: resets must be boolean; got dtype {resets.dtype}")
-    flagged = jnp.concatenate([xs, jnp.asarray(resets).astype(xs.dtype)[..., None]], axis=-1)
-    return rnn(
-        _resetting_cell(cell),
-        _ResetParams(params),
-        flagged,
-        initial_carry=initial_carry,
-        seq_lengths=seq_lengths,
-        reverse=reverse,
-        time_major=time_major,
-        unroll=unroll,
-        remat=remat,
-    )

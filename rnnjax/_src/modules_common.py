@@ -10,20 +10,19 @@ functional layer's, bit for bit.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from rnnjax._src.cells import Carry, Cell, Params, gru, hidden_state, lstm, simple_rnn
-from rnnjax._src.layers import MERGE_MODES, BidirectionalParams, Layer, _merge, bidirectional
+from rnnjax._src.contract import Carry, Cell, Layer, Params
+from rnnjax._src.layers import BidirectionalParams, bidirectional, check_merge, merge_outputs
 from rnnjax._src.layers import layer as make_layer
 from rnnjax._src.layers import stack as make_stack
+from rnnjax._src.registry import CELL_KINDS, make_cell
 
 Array = jax.Array
-Kind = Literal["simple_rnn", "lstm", "gru"]
 
 
 def processing_order(ys: Array, seq_lengths: Array | None) -> Array:
@@ -46,9 +45,14 @@ def processing_order(ys: Array, seq_lengths: Array | None) -> Array:
 
 @dataclasses.dataclass(frozen=True)
 class RecurrentOptions:
-    """A recurrent module's settings; see the modules' docstrings for each one."""
+    """A recurrent module's settings, given once; see the modules' docstrings for each one.
 
-    kind: Kind
+    ``kind`` names a cell kind of the registry (:data:`~rnnjax._src.registry.CELL_KINDS`) and
+    ``cell_settings`` holds that kind's own settings (``activation``, ``reset_after``) as
+    ``(name, value)`` pairs.
+    """
+
+    kind: str
     features: int
     return_sequences: bool = False
     return_state: bool = False
@@ -62,9 +66,9 @@ class RecurrentOptions:
     initializer: str = "keras"
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
-    activation: Callable[[Array], Array] = jnp.tanh
-    reset_after: bool = True
     fused_backward: bool = False
+    hoist_projection: bool | None = None
+    cell_settings: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if (
@@ -73,14 +77,14 @@ class RecurrentOptions:
             or self.num_layers < 1
         ):
             raise ValueError(f"num_layers must be a positive int; got {self.num_layers!r}")
+        unknown = set(dict(self.cell_settings)) - set(CELL_KINDS[self.kind].settings)
+        if unknown:
+            raise TypeError(f"a {self.kind} module takes no setting {sorted(unknown)}")
 
     def cell(self) -> Cell:
-        """The functional cell: ``rnnjax.simple_rnn``, ``rnnjax.lstm`` or ``rnnjax.gru``."""
-        if self.kind == "lstm":
-            return lstm(self.features, initializer=self.initializer)
-        if self.kind == "gru":
-            return gru(self.features, self.reset_after, initializer=self.initializer)
-        return simple_rnn(self.features, self.activation, initializer=self.initializer)
+        """The functional cell, e.g. ``rnnjax.lstm(features, initializer=...)``."""
+        settings = dict(self.cell_settings)
+        return make_cell(self.kind, self.features, initializer=self.initializer, **settings)
 
     def layer(self) -> Layer:
         """The functional layer the module runs: ``rnnjax.layer`` (stacked for ``num_layers>1``)."""
@@ -93,6 +97,7 @@ class RecurrentOptions:
             remat=self.remat,
             compute_dtype=self.dtype,
             fused_backward=self.fused_backward,
+            hoist_projection=self.hoist_projection,
         )
         if self.num_layers == 1:
             return single
@@ -109,9 +114,9 @@ class RecurrentOptions:
         params = self.layer().init(key, input_size)
         return jax.tree.map(lambda a: a.astype(self.param_dtype), params)
 
-    def top(self, carry: Carry) -> Carry:
-        """The last layer's carry (the carry itself for one layer)."""
-        return carry[-1] if self.num_layers > 1 else carry
+    def last_output(self, carry: Carry) -> Array:
+        """The top layer's hidden state in a final carry (one carry per layer when stacked)."""
+        return self.cell().output(carry[-1] if self.num_layers > 1 else carry)
 
     def __call__(
         self,
@@ -123,7 +128,7 @@ class RecurrentOptions:
         key: Array | None = None,
         deterministic: bool = True,
     ) -> Any:
-        """The layer's ``apply``, returned as Keras returns it (see :func:`keras_output`)."""
+        """The layer's ``apply``, returned as Keras returns it (see the modules' docstrings)."""
         final, ys = self.layer().apply(
             params,
             xs,
@@ -135,13 +140,8 @@ class RecurrentOptions:
         if self.return_sequences:
             outputs = processing_order(ys, seq_lengths) if self.go_backwards else ys
         else:
-            outputs = hidden_state(self.top(final))
+            outputs = self.last_output(final)
         return (outputs, final) if self.return_state else outputs
-
-
-def check_merge(merge: str) -> None:
-    if merge not in MERGE_MODES:
-        raise ValueError(f"Bidirectional: merge must be one of {MERGE_MODES}; got {merge!r}")
 
 
 def bidirectional_call(
@@ -163,7 +163,7 @@ def bidirectional_call(
     last output merges each direction's output at its last step processed (the forward's at
     the last valid step, the backward's at step 0). The state is the pair of final carries.
     """
-    check_merge(merge)
+    check_merge("Bidirectional", merge)
     final, ys = bidirectional(forward.layer(), backward.layer(), merge=merge).apply(
         params,
         xs,
@@ -175,7 +175,6 @@ def bidirectional_call(
     if forward.return_sequences:
         outputs = ys
     else:
-        outputs = _merge(
-            merge, hidden_state(forward.top(final[0])), hidden_state(backward.top(final[1]))
-        )
+        last = (forward.last_output(final[0]), backward.last_output(final[1]))
+        outputs = merge_outputs(merge, *last)
     return (outputs, final) if forward.return_state else outputs

@@ -1,0 +1,228 @@
+"""The cell contract: what :func:`rnnjax.rnn`, the layers and the modules ask of a cell.
+
+A :class:`Cell` is an immutable bundle of pure functions (the optax pattern). Five are
+required and describe any recurrent cell, whatever pytrees its params and carry are:
+``init``, ``initial_carry``, ``step``, ``input_size`` and ``output``. The driver and the layers
+read params and carries through these functions only, so a cell with a plain dict for its
+params and another for its carry runs everywhere a built-in cell runs.
+
+Optional capabilities are one field each, ``None`` when the cell lacks them:
+
+* ``projection`` (:class:`Projection`): the step split at its input projection, so the
+  projection of every time step can run as one large matmul before the scan; the same split
+  takes a recurrent dropout mask. :func:`rnnjax.layer`'s ``recurrent_dropout`` needs it.
+* ``gate_split`` (:class:`GateSplit`): the recurrent part split once more into its matmul and
+  its elementwise gates, which the hand-scheduled backward pass (``fused_backward=True``)
+  differentiates. Needs ``projection``.
+
+The field types are :class:`~typing.Protocol` classes, so a type checker checks a custom
+cell's functions against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import jax
+from jax.typing import DTypeLike
+
+Array = jax.Array
+Params = Any
+"""A cell's parameters: any pytree of arrays (the built-in cells use NamedTuples)."""
+Carry = Any
+"""A cell's recurrent state: any pytree of ``[*batch, ...]`` arrays (:class:`LSTMState` for the
+LSTM, one array for the GRU and the vanilla RNN)."""
+BatchShape = int | Sequence[int]
+
+
+class InitFn(Protocol):
+    """``init(key, input_size, dtype=float32) -> params``."""
+
+    def __call__(self, key: Array, input_size: int, dtype: DTypeLike = ..., /) -> Params: ...
+
+
+class InitialCarryFn(Protocol):
+    """``initial_carry(params, batch_shape, dtype=None) -> carry``, the state before step 0.
+
+    ``dtype`` is the floating dtype of the state; ``None`` means the params' own.
+    """
+
+    def __call__(
+        self, params: Params, batch_shape: BatchShape, dtype: DTypeLike | None = ..., /
+    ) -> Carry: ...
+
+
+class StepFn(Protocol):
+    """``step(params, carry, x_t) -> (carry, y_t)``: one time step, ``x_t [*batch, input]``."""
+
+    def __call__(self, params: Params, carry: Carry, x: Array, /) -> tuple[Carry, Array]: ...
+
+
+class InputSizeFn(Protocol):
+    """``input_size(params) -> int``: the feature size ``x_t`` must have.
+
+    It is also where a cell checks that ``params`` are its own: a built-in cell raises a
+    ``ValueError`` naming the shapes it expected and those it got.
+    """
+
+    def __call__(self, params: Params, /) -> int: ...
+
+
+class OutputFn(Protocol):
+    """``output(carry) -> h [*batch, hidden]``: the part of the carry a step emits as ``y_t``
+    and feeds back into the recurrent matmul (the LSTM's ``carry.h``)."""
+
+    def __call__(self, carry: Carry, /) -> Array: ...
+
+
+class ProjectFn(Protocol):
+    """``project(params, xs) -> projected``: the input projection, any number of leading axes."""
+
+    def __call__(self, params: Params, xs: Array, /) -> Array: ...
+
+
+class ProjectedStepFn(Protocol):
+    """``step(params, carry, projected_t, recurrent_mask) -> (carry, y_t)``.
+
+    ``recurrent_mask`` is ``None`` or a ``[*batch, hidden]`` array that multiplies ``h`` where
+    it enters the recurrent matmuls only (Keras's recurrent dropout).
+    """
+
+    def __call__(
+        self, params: Params, carry: Carry, projected: Array, recurrent_mask: Array | None, /
+    ) -> tuple[Carry, Array]: ...
+
+
+class RecurrentFn(Protocol):
+    """``recurrent(params, h) -> [..., width]``: the recurrent matmul, any leading axes."""
+
+    def __call__(self, params: Params, h: Array, /) -> Array: ...
+
+
+class CombineFn(Protocol):
+    """``combine(projected, recurrent) -> z``: linear in both; the pre-activations."""
+
+    def __call__(self, projected: Array, recurrent: Array, /) -> Array: ...
+
+
+class GatesFn(Protocol):
+    """``gates(carry, z) -> (carry, y_t)``: the elementwise rest of a step."""
+
+    def __call__(self, carry: Carry, z: Array, /) -> tuple[Carry, Array]: ...
+
+
+class Projection(NamedTuple):
+    """Capability: a step split at its input projection.
+
+    ``cell.step(p, c, x) == projection.step(p, c, projection.project(p, x), None)``, so the
+    driver may run ``project`` over all time steps at once (one large matmul) and scan
+    ``projection.step`` alone.
+
+    Attributes:
+      project: :class:`ProjectFn`, e.g. ``xs @ kernel + bias``.
+      step: :class:`ProjectedStepFn`, the recurrent part of the step.
+    """
+
+    project: ProjectFn
+    step: ProjectedStepFn
+
+
+class GateSplit(NamedTuple):
+    """Capability: the recurrent part split into a matmul and elementwise gates.
+
+    ``projection.step(p, c, u, m) == gates(c, combine(u, recurrent(p, output(c) * m)))``. The
+    hand-scheduled backward pass (``fused_backward=True``) scans ``gates`` backwards and runs
+    the transposes of ``project`` and ``recurrent`` over all steps at once.
+
+    Attributes:
+      recurrent: :class:`RecurrentFn`, ``h @ recurrent_kernel`` (plus any recurrent bias).
+      combine: :class:`CombineFn`.
+      gates: :class:`GatesFn`.
+    """
+
+    recurrent: RecurrentFn
+    combine: CombineFn
+    gates: GatesFn
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: an immutable bundle of pure functions (the optax pattern).
+
+    Attributes:
+      init: :class:`InitFn`, ``(key, input_size, dtype=jnp.float32) -> params``.
+      initial_carry: :class:`InitialCarryFn`, ``(params, batch_shape, dtype=None) -> carry``.
+      step: :class:`StepFn`, ``(params, carry, x_t) -> (carry, y_t)``; ``x_t [*batch,
+        input_size]``, ``y_t [*batch, hidden]``.
+      input_size: :class:`InputSizeFn`, ``(params) -> int``, checking the params.
+      output: :class:`OutputFn`, ``(carry) -> h``; exported as :func:`rnnjax.hidden_state`.
+      projection: optional :class:`Projection`.
+      gate_split: optional :class:`GateSplit` (with ``projection``).
+
+    Example: a cell the library does not ship, params and carry plain dicts
+    (an IndRNN, ``h' = relu(x W + u * h + b)``):
+
+      >>> import jax, jax.numpy as jnp, rnnjax
+      >>> def init(key, input_size, dtype=jnp.float32):
+      ...     return {"w": jax.random.normal(key, (input_size, 4), dtype) / 2,
+      ...             "u": jnp.full((4,), 0.5, dtype), "b": jnp.zeros((4,), dtype)}
+      >>> def initial_carry(params, batch_shape, dtype=None):
+      ...     shape = (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
+      ...     return {"h": jnp.zeros((*shape, 4), dtype or params["u"].dtype)}
+      >>> def step(params, carry, x):
+      ...     h = jax.nn.relu(x @ params["w"] + params["u"] * carry["h"] + params["b"])
+      ...     return {"h": h}, h
+      >>> indrnn = rnnjax.Cell(init, initial_carry, step,
+      ...                      input_size=lambda params: params["w"].shape[0],
+      ...                      output=lambda carry: carry["h"])
+      >>> params = indrnn.init(jax.random.key(0), 3)
+      >>> carry, ys = rnnjax.rnn(indrnn, params, jnp.ones((2, 5, 3)), seq_lengths=jnp.array([5, 2]))
+      >>> ys.shape, carry["h"].shape
+      ((2, 5, 4), (2, 4))
+    """
+
+    init: InitFn
+    initial_carry: InitialCarryFn
+    step: StepFn
+    input_size: InputSizeFn
+    output: OutputFn
+    projection: Projection | None = None
+    gate_split: GateSplit | None = None
+
+
+def hidden_state(cell: Cell, carry: Carry) -> Array:
+    """The hidden state ``h`` of ``cell``'s ``carry``: what the cell emits as ``y_t``.
+
+    ``carry.h`` for the LSTM, the carry itself for the GRU and the vanilla RNN, whatever the
+    cell's ``output`` says for a custom cell. A Keras model's ``LSTM -> Dense`` head reads it
+    from the final carry of :func:`rnnjax.rnn`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax
+      >>> cell = rnnjax.lstm(8)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> carry, ys = rnnjax.rnn(cell, params, jnp.ones((2, 5, 3)))
+      >>> bool((rnnjax.hidden_state(cell, carry) == ys[:, -1]).all())
+      True
+    """
+    return cell.output(carry)
+
+
+class Layer(NamedTuple):
+    """A sequence layer: an immutable bundle of pure functions (the optax pattern).
+
+    Attributes:
+      init: ``(key, input_size) -> params``, a pytree of arrays.
+      apply: ``(params, xs, *, seq_lengths=None, initial_carry=None, key=None,
+        deterministic=True) -> (final_carry, ys)`` with ``xs [*batch, time, input_size]``,
+        ``seq_lengths`` integer ``[*batch]`` and ``ys [*batch, time, output_size]``, zero past
+        each sequence's length. ``key`` draws the dropout masks; it is needed only when
+        ``deterministic=False`` and some dropout rate is positive.
+      flip: ``() -> Layer``, the same layer running the other way in time, which
+        :func:`rnnjax.bidirectional` uses as its default backward layer; ``None`` where there
+        is no such layer.
+    """
+
+    init: Callable[[Array, int], Params]
+    apply: Callable[..., tuple[Carry, Any]]
+    flip: Callable[[], Layer] | None = None

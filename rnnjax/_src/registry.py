@@ -1,0 +1,38 @@
+"""The one registry of built-in cell kinds, by name: what the Flax modules and both interop
+directions (PyTorch, Keras) build cells from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from rnnjax._src.cells import GRUParams, LSTMParams, SimpleRNNParams, gru, lstm, simple_rnn
+from rnnjax._src.contract import Cell
+
+
+class CellKind(NamedTuple):
+    """A built-in cell kind.
+
+    Attributes:
+      make: ``(hidden_size, *, initializer="keras", **settings) -> Cell``.
+      params_type: the NamedTuple its ``init`` returns.
+      settings: the names of its own settings beyond ``hidden_size`` and ``initializer``.
+    """
+
+    make: Callable[..., Cell]
+    params_type: type[Any]
+    settings: tuple[str, ...] = ()
+
+
+CELL_KINDS: dict[str, CellKind] = {
+    "simple_rnn": CellKind(simple_rnn, SimpleRNNParams, ("activation",)),
+    "lstm": CellKind(lstm, LSTMParams),
+    "gru": CellKind(gru, GRUParams, ("reset_after",)),
+}
+
+
+def make_cell(kind: str, hidden_size: int, **settings: Any) -> Cell:
+    """``CELL_KINDS[kind].make(hidden_size, **settings)``, naming the kinds on a bad name."""
+    if kind not in CELL_KINDS:
+        raise ValueError(f"cell kind must be one of {tuple(CELL_KINDS)}; got {kind!r}")
+    return CELL_KINDS[kind].make(hidden_size, **settings)
