@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -35,7 +36,7 @@ def test_readme_interop_example_gives_what_it_says():
 
 
 def test_readme_layers_example_gives_what_it_says():
-    (block,) = [code for code in BLOCKS if "rnnjax.stack(" in code]
+    (block,) = [code for code in BLOCKS if "rnnjax.stack(" in code and "indrnn" not in code]
     namespace = run_block(block)  # the block asserts the output shape itself
     bidir_carry, gru_carry = namespace["bidir_carry"], namespace["gru_carry"]
     assert bidir_carry[0].h.shape == bidir_carry[1].c.shape == (8, 64) and gru_carry.shape == (
@@ -43,6 +44,14 @@ def test_readme_layers_example_gives_what_it_says():
         64,
     )
     assert not namespace["ys"][0, 1:].any()  # the first sequence has length 1
+
+
+def test_readme_own_cell_runs_through_the_layers():
+    (block,) = [code for code in BLOCKS if "indrnn = rnnjax.Cell(" in code]
+    with jax.numpy_rank_promotion("allow"):  # user code, which may broadcast as NumPy does
+        namespace = run_block(block)  # the block asserts the output shape itself
+    ys = namespace["ys"]
+    assert not ys[3].any() and not ys[1, 5:].any()  # lengths 0 and 5: zeros past them
 
 
 def test_readme_seed_models_build_and_train():
