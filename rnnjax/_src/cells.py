@@ -131,9 +131,12 @@ def matmul(x: Array, weight: Array) -> Array:
       >>> rnnjax.matmul(h, weight.astype(jnp.float32)).dtype
       dtype('float32')
     """
+    rows = x.reshape(-1, x.shape[-1])  # leading axes folded: a 2-D matmul, and its transposes
     if jnp.finfo(weight.dtype).bits < 32:
-        return _low_precision_matmul(x.astype(weight.dtype), weight)
-    return x @ weight
+        product = _low_precision_matmul(rows.astype(weight.dtype), weight)
+    else:
+        product = rows @ weight
+    return product.reshape(*x.shape[:-1], weight.shape[-1])
 
 
 @jax.custom_jvp
