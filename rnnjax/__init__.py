@@ -24,6 +24,9 @@ from rnnjax._src.cells import lstm as lstm
 from rnnjax._src.cells import matmul as matmul
 from rnnjax._src.cells import simple_rnn as simple_rnn
 from rnnjax._src.chunks import tbptt as tbptt
+from rnnjax._src.compose import BidirectionalParams as BidirectionalParams
+from rnnjax._src.compose import bidirectional as bidirectional
+from rnnjax._src.compose import stack as stack
 from rnnjax._src.contract import Cell as Cell
 from rnnjax._src.contract import GateSplit as GateSplit
 from rnnjax._src.contract import Layer as Layer
@@ -32,10 +35,7 @@ from rnnjax._src.contract import hidden_state as hidden_state
 from rnnjax._src.driver import default_hoist as default_hoist
 from rnnjax._src.driver import rnn as rnn
 from rnnjax._src.driver import rnn_with_resets as rnn_with_resets
-from rnnjax._src.layers import BidirectionalParams as BidirectionalParams
-from rnnjax._src.layers import bidirectional as bidirectional
 from rnnjax._src.layers import layer as layer
-from rnnjax._src.layers import stack as stack
 
 __version__ = "0.1.0"
 

@@ -34,8 +34,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax.typing import DTypeLike
 
+from rnnjax._src.compose import BidirectionalParams, check_merge
 from rnnjax._src.contract import Carry, Params
-from rnnjax._src.layers import BidirectionalParams, check_merge
 from rnnjax._src.modules_common import RecurrentOptions, bidirectional_call
 from rnnjax._src.registry import CELL_KINDS
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from jax.extend import core as jex_core
 
 import rnnjax
+from rnnjax._src import derived
 from tests.cells_under_test import (
     CASE_IDS,
     CASES,
@@ -440,6 +441,52 @@ def test_bfloat16_compute_stays_finite_and_close_to_float32(case):
     jax.tree.map(functools.partial(np.testing.assert_allclose, atol=3e-2), final, want_final)
     grads = jax.grad(lambda p: jnp.sum(mixed.apply(p, inputs(time=12))[1]))(params)
     assert all(g.dtype == jnp.float32 and jnp.isfinite(g).all() for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("case", SOME_CASES, ids=SOME_IDS)
+def test_bfloat16_compute_with_recurrent_dropout_is_close_to_float32(case):
+    # Raised a TypeError before the derived cells became complete cells (one nesting order).
+    params = random_params(case, jax.random.key(1), FEATURES)
+    options = dict(dropout=0.2, recurrent_dropout=0.3)
+    run = dict(seq_lengths=jnp.array(LENGTHS), key=jax.random.key(4), deterministic=False)
+    mixed = rnnjax.layer(case.cell, compute_dtype=jnp.bfloat16, **options)
+    _, ys = mixed.apply(params, inputs(), **run)
+    _, want = rnnjax.layer(case.cell, **options).apply(params, inputs(), **run)
+    np.testing.assert_allclose(ys, want, atol=3e-2)
+
+
+def test_derived_cells_are_complete_cells_nesting_in_any_order():
+    cell, bfloat16 = LSTM_CASE.cell, jnp.dtype(jnp.bfloat16)
+    orders = {
+        "dropout(bf16(cell))": derived.with_recurrent_dropout(
+            derived.with_compute_dtype(cell, bfloat16)
+        ),
+        "bf16(dropout(cell))": derived.with_compute_dtype(
+            derived.with_recurrent_dropout(cell), bfloat16
+        ),
+    }
+    params = random_params(LSTM_CASE, jax.random.key(1), FEATURES)
+    mask = jax.random.uniform(jax.random.key(2), (BATCH, HIDDEN), minval=0.5, maxval=1.5)
+    wrapped = derived.RecurrentDropoutParams(params, mask)
+
+    def reference(params, xs):  # float32, the mask on h where it enters the matmul
+        carry, ys = cell.initial_carry(params, BATCH), []
+        for t in range(TIME):
+            z = xs[:, t] @ params.kernel + (carry.h * mask) @ params.recurrent_kernel
+            carry, y = cell.gate_split.gates(carry, z + params.bias[None])
+            ys.append(y)
+        return jnp.stack(ys, axis=1)
+
+    want = reference(params, inputs())
+    for name, nested in orders.items():
+        fresh = nested.init(jax.random.key(0), FEATURES)  # a working init: no mask yet
+        assert isinstance(fresh, derived.RecurrentDropoutParams), name
+        assert fresh.recurrent_mask is None and nested.input_size(fresh) == FEATURES
+        assert fresh.params.kernel.dtype == jnp.float32  # honest params: the cell's own
+        paths = ({"hoist_projection": False}, {"hoist_projection": True}, {"fused_backward": True})
+        for path in paths:
+            _, ys = rnnjax.rnn(nested, wrapped, inputs(), **path)
+            np.testing.assert_allclose(ys, want, atol=3e-2, err_msg=f"{name} {path}")
 
 
 def _dot_operand_dtypes(jaxpr):

@@ -207,27 +207,16 @@ def rnn(
     """
     time, batch_shape = check_xs(cell, params, xs, time_major)
     xs = jnp.asarray(xs)  # a NumPy float64 array becomes float32 unless x64 is enabled
-    dtype = carry_dtype(cell, params, xs, batch_shape)
-    fresh = cell.initial_carry(params, batch_shape, dtype)
+    fresh = cell.initial_carry(params, batch_shape, carry_dtype(cell, params, xs, batch_shape))
     if initial_carry is None:
         initial_carry = fresh
     else:
         initial_carry = check_carry(initial_carry, jax.eval_shape(lambda: fresh))
-
     time_axis = 0 if time_major else len(batch_shape)
-
-    def scanned(a: Array) -> Array:  # the scan's layout, time leading
-        return jnp.moveaxis(a, time_axis, 0)
-
-    inputs = scanned(xs)  # [time, *batch, features]
-    valid = None
-    if seq_lengths is not None:
-        lengths = _check_seq_lengths(seq_lengths, batch_shape, time)
-        valid = jnp.arange(time).reshape((time,) + (1,) * len(batch_shape)) < lengths[None]
-        # Zero the padding first, so no value there (not even NaN) reaches an output or a
-        # gradient; padded steps then compute on finite inputs and are discarded.
-        inputs = jnp.where(valid[..., None], inputs, 0)
-    flags = None if resets is None else scanned(_check_resets(resets, xs, time_major))
+    inputs, valid = _time_leading(xs, seq_lengths, time_axis, time, batch_shape)
+    flags = None
+    if resets is not None:
+        flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
 
     if fused_backward:
         if cell.projection is None or cell.gate_split is None:
@@ -240,9 +229,42 @@ def rnn(
         final_carry, ys = fused_scan(
             cell, reverse, unroll, remat, params, initial_carry, inputs, valid
         )
-        return final_carry, jnp.moveaxis(ys, 0, time_axis)
+    else:
+        step, inputs = _step_and_inputs(cell, params, inputs, hoist_projection, remat)
+        output_dtype = cell.output(initial_carry).dtype
 
-    step = cell.step
+        def body(carry: Carry, inputs_t: tuple[Array, Any, Any]) -> tuple[Carry, Array]:
+            x_t, valid_t, reset_t = inputs_t
+            new_carry, y = step(params, reset(carry, fresh, reset_t), x_t)
+            return advance(carry, new_carry, y, valid_t, output_dtype)
+
+        final_carry, ys = jax.lax.scan(
+            body, initial_carry, (inputs, valid, flags), reverse=reverse, unroll=unroll
+        )
+    return final_carry, jnp.moveaxis(ys, 0, time_axis)
+
+
+def _time_leading(
+    xs: Array, seq_lengths: Any, time_axis: int, time: int, batch_shape: tuple[int, ...]
+) -> tuple[Array, Array | None]:
+    """``xs`` as the scan reads it, ``[time, *batch, features]`` with padding zeroed, and the
+    validity mask ``[time, *batch]`` (``None`` without ``seq_lengths``)."""
+    inputs = jnp.moveaxis(xs, time_axis, 0)
+    if seq_lengths is None:
+        return inputs, None
+    lengths = _check_seq_lengths(seq_lengths, batch_shape, time)
+    valid = jnp.arange(time).reshape((time,) + (1,) * len(batch_shape)) < lengths[None]
+    # Zero the padding first, so no value there (not even NaN) reaches an output or a
+    # gradient; padded steps then compute on finite inputs and are discarded.
+    return jnp.where(valid[..., None], inputs, 0), valid
+
+
+def _step_and_inputs(
+    cell: Cell, params: Params, inputs: Array, hoist_projection: bool | None, remat: bool
+) -> tuple[Any, Array]:
+    """The step the scan runs and what it reads: ``cell.step`` over ``inputs``, or the
+    projection's step over ``project(inputs)`` computed for all steps at once."""
+    step: Any = cell.step
     if _choose_step(cell, hoist_projection):
         assert cell.projection is not None
         projection = cell.projection
@@ -253,17 +275,7 @@ def rnn(
 
     if remat:
         step = jax.checkpoint(step, prevent_cse=False)
-    output_dtype = cell.output(initial_carry).dtype
-
-    def body(carry: Carry, inputs_t: tuple[Array, Any, Any]) -> tuple[Carry, Array]:
-        x_t, valid_t, reset_t = inputs_t
-        new_carry, y = step(params, reset(carry, fresh, reset_t), x_t)
-        return advance(carry, new_carry, y, valid_t, output_dtype)
-
-    final_carry, ys = jax.lax.scan(
-        body, initial_carry, (inputs, valid, flags), reverse=reverse, unroll=unroll
-    )
-    return final_carry, jnp.moveaxis(ys, 0, time_axis)
+    return step, inputs
 
 
 def rnn_with_resets(

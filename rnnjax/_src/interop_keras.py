@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax._src.cells import GRUParams, LSTMState
+from rnnjax._src.compose import merge_outputs
 from rnnjax._src.contract import Cell
 from rnnjax._src.driver import rnn
-from rnnjax._src.layers import merge_outputs
 from rnnjax._src.registry import CELL_KINDS, make_cell
 
 Array = jax.Array

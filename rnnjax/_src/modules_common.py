@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax._src.compose import BidirectionalParams, bidirectional, check_merge, merge_outputs
+from rnnjax._src.compose import stack as make_stack
 from rnnjax._src.contract import Carry, Cell, Layer, Params
-from rnnjax._src.layers import BidirectionalParams, bidirectional, check_merge, merge_outputs
 from rnnjax._src.layers import layer as make_layer
-from rnnjax._src.layers import stack as make_stack
 from rnnjax._src.registry import CELL_KINDS, make_cell
 
 Array = jax.Array

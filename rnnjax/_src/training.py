@@ -147,6 +147,22 @@ def _checkpointable(state: TrainState) -> TrainState:
     return state._replace(key=jax.random.key_data(state.key))
 
 
+def _resume(checkpoint_dir: str | Path, state: TrainState) -> tuple[Any, TrainState]:
+    """An orbax checkpoint manager over ``checkpoint_dir``, and its latest state if any."""
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(
+        Path(checkpoint_dir).absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
+    )
+    if manager.latest_step() is not None:
+        restored = manager.restore(
+            manager.latest_step(), args=ocp.args.StandardRestore(_checkpointable(state))
+        )
+        state = restored._replace(key=jax.random.wrap_key_data(restored.key))
+    return manager, state
+
+
 def fit(
     trainer: Trainer,
     state: TrainState,
@@ -190,17 +206,7 @@ def fit(
     """
     manager = None
     if checkpoint_dir is not None:
-        import orbax.checkpoint as ocp
-
-        manager = ocp.CheckpointManager(
-            Path(checkpoint_dir).absolute(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
-        )
-        if manager.latest_step() is not None:
-            restored = manager.restore(
-                manager.latest_step(), args=ocp.args.StandardRestore(_checkpointable(state))
-            )
-            state = restored._replace(key=jax.random.wrap_key_data(restored.key))
+        manager, state = _resume(checkpoint_dir, state)
     metrics_file = None if metrics_path is None else open(metrics_path, "a")  # noqa: SIM115
     eval_every = eval_every or checkpoint_every
 
