@@ -115,6 +115,8 @@ def test_flax_initialiser():
 
 def test_equal_settings_give_the_same_cell():
     assert rnnjax.lstm(8) is rnnjax.lstm(8)
+    assert rnnjax.lstm(8) is rnnjax.lstm(hidden_size=8, initializer="keras")  # however spelled
+    assert rnnjax.gru(8, False) is rnnjax.gru(8, reset_after=False)
     assert rnnjax.gru(8, reset_after=False) is not rnnjax.gru(8)
     assert rnnjax.simple_rnn(8, jax.nn.relu) is not rnnjax.simple_rnn(8)
 

@@ -20,8 +20,10 @@ CASES = [
     (rnnjax.linen.LSTM(HIDDEN, return_sequences=True, go_backwards=True, fused_backward=True),
      rnnjax.lstm(HIDDEN), {"return_sequences": True, "go_backwards": True, "fused_backward": True}),
     (rnnjax.linen.GRU(HIDDEN, reset_after=False, return_state=True, dropout=0.3,
-                      recurrent_dropout=0.4, unroll=2), rnnjax.gru(HIDDEN, reset_after=False),
-     {"return_state": True, "dropout": 0.3, "recurrent_dropout": 0.4, "unroll": 2}),
+                      recurrent_dropout=0.4, unroll=2, hoist_projection=True),
+     rnnjax.gru(HIDDEN, reset_after=False),
+     {"return_state": True, "dropout": 0.3, "recurrent_dropout": 0.4, "unroll": 2,
+      "hoist_projection": True}),
 ]  # fmt: skip
 
 
@@ -35,7 +37,13 @@ def test_module_equals_functional(module, cell, options):
     for lengths in (None, LENGTHS):
         got = module.apply(variables, xs, seq_lengths=lengths, deterministic=not training,
                            rngs={"dropout": key})  # fmt: skip
-        layer_keys = ("dropout", "recurrent_dropout", "unroll", "fused_backward")
+        layer_keys = (
+            "dropout",
+            "recurrent_dropout",
+            "unroll",
+            "fused_backward",
+            "hoist_projection",
+        )
         layer_options = {k: v for k, v in options.items() if k in layer_keys}
         layer = rnnjax.layer(cell, reverse=options.get("go_backwards", False), **layer_options)
         final, ys = layer.apply(params, xs, seq_lengths=lengths, key=key,

@@ -31,7 +31,7 @@ KINDS = {
 CASES = [
     ("simple_rnn-relu", {}),
     ("lstm", {"return_sequences": True}),
-    ("gru", {"return_state": True, "go_backwards": True}),
+    ("gru", {"return_state": True, "go_backwards": True, "hoist_projection": True}),
     ("lstm", {"return_sequences": True, "go_backwards": True}),
     ("gru-reset_before", {"return_sequences": True, "return_state": True, "unroll": 3}),
     ("simple_rnn-relu", {"return_sequences": True, "remat": True, "go_backwards": True}),
@@ -84,6 +84,7 @@ def test_module_equals_functional(kind, options, lengths):
         k: v
         for k, v in options.items()
         if k in ("dropout", "recurrent_dropout", "unroll", "remat", "fused_backward")
+        or k == "hoist_projection"
     }
     layer = rnnjax.layer(cell, reverse=options.get("go_backwards", False), **layer_options)
     final, ys = layer.apply(
@@ -169,6 +170,16 @@ def test_dropout_on_in_training_off_in_eval():
     no_rngs.rngs = None
     with pytest.raises(ValueError, match="no rngs"):
         no_rngs(xs)
+
+
+def test_settings_are_checked_once_for_every_module():
+    with pytest.raises(TypeError, match=r"a lstm module takes no setting \['retrun_sequences'\]"):
+        rnnjax.nnx.LSTM(FEATURES, HIDDEN, retrun_sequences=True, rngs=nnx.Rngs(0))
+    with pytest.raises(TypeError, match=r"a gru module takes no setting \['activation'\]"):
+        rnnjax.nnx.GRU(FEATURES, HIDDEN, activation=jnp.tanh, rngs=nnx.Rngs(0))
+    gru = rnnjax.nnx.GRU(FEATURES, HIDDEN, reset_after=False, unroll=2, rngs=nnx.Rngs(0))
+    assert gru.options.cell() is rnnjax.gru(HIDDEN, reset_after=False)
+    assert gru.options.unroll == 2
 
 
 def test_jit_grad_vmap():

@@ -18,6 +18,7 @@ cell's docstring gives.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -92,6 +93,21 @@ class LSTMState(NamedTuple):
 
     h: Array
     c: Array
+
+
+def _one_cell_per_setting(make: Callable[..., Cell]) -> Callable[..., Cell]:
+    """``make``, returning the same :class:`Cell` for equal settings however they are spelled
+    (``lstm(8)``, ``lstm(8, initializer="keras")``), so a cell is a stable static argument."""
+    cached = functools.cache(make)
+    signature = inspect.signature(make)
+
+    @functools.wraps(make)
+    def make_once(*args: Any, **kwargs: Any) -> Cell:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return cached(*bound.args, **bound.kwargs)
+
+    return make_once
 
 
 def _check_cell_args(hidden_size: int, initializer: str) -> None:
@@ -241,7 +257,7 @@ def _identity(carry: Array) -> Array:
     return carry
 
 
-@functools.cache
+@_one_cell_per_setting
 def simple_rnn(
     hidden_size: int,
     activation: Callable[[Array], Array] = jnp.tanh,
@@ -287,7 +303,7 @@ def simple_rnn(
     return _cell(init, _zeros, input_size, _identity, _recurrent_matmul, jnp.add, gates)
 
 
-@functools.cache
+@_one_cell_per_setting
 def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
     r"""The LSTM cell (Hochreiter & Schmidhuber 1997, with forget gate), Keras's and PyTorch's.
 
@@ -348,7 +364,7 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
     return _cell(init, initial_carry, input_size, output, _recurrent_matmul, jnp.add, gates)
 
 
-@functools.cache
+@_one_cell_per_setting
 def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras") -> Cell:
     r"""The GRU cell (Cho et al. 2014) in both of its common forms.
 
