@@ -237,3 +237,25 @@ def test_a_builtin_cell_names_params_that_are_not_its_own():
     reset_before = rnnjax.gru(HIDDEN, reset_after=False)  # one bias: recurrent_bias is None
     with pytest.raises(ValueError, match=r"gru\(5, reset_after=False\): params must be GRUParams"):
         rnnjax.rnn(reset_before, gru_params, inputs())
+
+
+def test_a_carry_with_more_trailing_axes_pads_and_resets_like_any_other():
+    # The LSTM with its state as one array [*batch, 2, hidden]: rows h and c.
+    lstm = rnnjax.lstm(HIDDEN)
+
+    def step(params, carry, x):
+        state, y = lstm.step(params, rnnjax.LSTMState(carry[..., 0, :], carry[..., 1, :]), x)
+        return jnp.stack([state.h, state.c], axis=-2), y
+
+    def initial_carry(params, batch_shape, dtype=None):
+        state = lstm.initial_carry(params, batch_shape, dtype)
+        return jnp.stack([state.h, state.c], axis=-2)
+
+    stacked = rnnjax.Cell(lstm.init, initial_carry, step, lstm.input_size, lambda c: c[..., 0, :])
+    params = lstm.init(jax.random.key(0), FEATURES)
+    resets = jnp.zeros((BATCH, TIME), bool).at[:, 2].set(True)
+    run = dict(seq_lengths=LENGTHS, resets=resets, reverse=True)
+    final, ys = rnnjax.rnn(stacked, params, inputs(), **run)
+    want_final, want_ys = rnnjax.rnn(lstm, params, inputs(), **run)
+    tight(ys, want_ys)
+    tight(final[..., 1, :], want_final.c)

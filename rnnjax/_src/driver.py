@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnnjax._src.contract import Carry, Cell, Params
-from rnnjax._src.fused import advance, fused_scan, reset
+from rnnjax._src.fused import fused_scan
+from rnnjax._src.updates import advance, reset
 
 Array = jax.Array
 
@@ -104,8 +105,8 @@ def check_carry(initial_carry: Any, expected: Carry) -> Carry:
 
 def carry_dtype(cell: Cell, params: Params, xs: Array, batch_shape: tuple[int, ...]) -> Any:
     """The default carry's dtype: the cell's state dtype promoted with that of ``xs``."""
-    carry = jax.eval_shape(lambda: cell.initial_carry(params, batch_shape))
-    return jnp.result_type(xs.dtype, cell.output(carry).dtype)
+    h = jax.eval_shape(lambda: cell.output(cell.initial_carry(params, batch_shape)))
+    return jnp.result_type(xs.dtype, h.dtype)
 
 
 def default_hoist() -> bool:

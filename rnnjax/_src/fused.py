@@ -19,28 +19,9 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax._src.contract import Carry, Cell, Params
+from rnnjax._src.updates import advance, select
 
 Array = jax.Array
-
-
-def reset(carry: Carry, fresh: Carry, reset_t: Array | None) -> Carry:
-    """``carry``, with ``fresh`` where ``reset_t [*batch]`` is true."""
-    if reset_t is None:
-        return carry
-    flag = reset_t[..., None]
-    return jax.tree.map(lambda new, old: jnp.where(flag, new.astype(old.dtype), old), fresh, carry)
-
-
-def advance(
-    carry: Carry, new_carry: Carry, y: Array, valid_t: Array | None, output_dtype: Any
-) -> tuple[Carry, Array]:
-    """One scan update: a padded step keeps the carry and emits zeros; dtypes stay the carry's."""
-    if valid_t is not None:
-        keep = valid_t[..., None]
-        new_carry = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_carry, carry)
-        y = jnp.where(keep, y, 0)
-    new_carry = jax.tree.map(lambda new, old: new.astype(old.dtype), new_carry, carry)
-    return new_carry, y.astype(output_dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
@@ -116,10 +97,9 @@ def _backward(
         carry, z = (saved_t, _preactivations(cell, params, saved_t, x_t)) if remat else saved_t
         ct_new, ct_kept = ct_carry, None
         if valid_t is not None:
-            keep = valid_t[..., None]
-            ct_y = jnp.where(keep, ct_y, 0)
-            ct_new = jax.tree.map(lambda ct: jnp.where(keep, ct, 0), ct_carry)
-            ct_kept = jax.tree.map(lambda ct: jnp.where(keep, 0, ct), ct_carry)
+            ct_y = select(valid_t, ct_y, jnp.zeros_like(ct_y))
+            ct_new = jax.tree.map(lambda ct: select(valid_t, ct, jnp.zeros_like(ct)), ct_carry)
+            ct_kept = jax.tree.map(lambda ct: select(valid_t, jnp.zeros_like(ct), ct), ct_carry)
         outputs, gates_vjp = jax.vjp(gates, carry, z)
         ct_outputs = jax.tree.map(lambda ct, out: ct.astype(out.dtype), (ct_new, ct_y), outputs)
         ct_carry, ct_z = gates_vjp(ct_outputs)

@@ -127,11 +127,9 @@ def _hidden_like(
     """Shape and dtype of ``h`` in the carry the run will start from."""
     if carry is None:
         dtype = carry_dtype(cell, params, xs, batch)
-        carry = jax.eval_shape(lambda: cell.initial_carry(params, batch, dtype))
-    else:
-        carry = check_carry(carry, jax.eval_shape(lambda: cell.initial_carry(params, batch)))
-    h = cell.output(carry)
-    return jax.ShapeDtypeStruct(jnp.shape(h), jnp.result_type(h))
+        return jax.eval_shape(lambda: cell.output(cell.initial_carry(params, batch, dtype)))
+    carry = check_carry(carry, jax.eval_shape(lambda: cell.initial_carry(params, batch)))
+    return jax.eval_shape(cell.output, carry)
 
 
 def _draw_masks(
@@ -217,7 +215,7 @@ def _layer(s: _LayerSettings) -> Layer:
             return final, ys
         state = jax.eval_shape(lambda: s.cell.initial_carry(params, batch))  # its own dtypes
         final = jax.tree.map(lambda c, like: c.astype(like.dtype), final, state)
-        return final, ys.astype(s.cell.output(state).dtype)
+        return final, ys.astype(jax.eval_shape(s.cell.output, state).dtype)
 
     def flip() -> Layer:
         return _layer(dataclasses.replace(s, reverse=not s.reverse))
