@@ -88,8 +88,11 @@ def _backward(
     carries = saved if remat else saved[0]  # the carry before each step, [time, *batch, ...]
 
     def split_cotangent(ct_z: Array, h: Array, x: Array) -> tuple[Array, Array]:
-        """``combine``'s transpose: the cotangents of ``projected`` and ``recurrent``."""
-        shapes = jax.eval_shape(lambda h, x: (project(params, x), recurrent(params, h)), h, x)
+        """``combine``'s transpose: the cotangents of ``projected`` and ``recurrent``, with
+        the leading axes of ``ct_z`` (``h`` and ``x`` give their widths and dtypes)."""
+        widths = jax.eval_shape(lambda h, x: (project(params, x), recurrent(params, h)), h, x)
+        lead = ct_z.shape[:-1]
+        shapes = [jax.ShapeDtypeStruct((*lead, w.shape[-1]), w.dtype) for w in widths]
         return jax.linear_transpose(combine, *shapes)(ct_z)
 
     def body(ct_carry: Carry, inputs_t: Any) -> tuple[Carry, Array]:
@@ -114,15 +117,22 @@ def _backward(
         body, ct_final, (inputs, valid, saved, ct_ys), reverse=not reverse, unroll=unroll
     )
 
-    # The weight and input gradients over all steps at once, [time, *batch, n] operands: one
-    # large matmul each (the cell's functions take any leading axes).
+    # The weight and input gradients over all steps at once: one large matmul each. ``project``
+    # and ``combine`` see rows ``[time * batch, n]``; ``recurrent`` sees ``[time, *batch, H]``,
+    # as a derived cell's per-sequence recurrent mask ``[*batch, H]`` needs.
     hs = cell.output(carries)
-    ct_projected, ct_recurrent = split_cotangent(ct_zs, hs, inputs)
-    _, project_vjp = jax.vjp(project, params, inputs)
+    ct_projected, ct_recurrent = split_cotangent(_rows(ct_zs), hs, inputs)
+    _, project_vjp = jax.vjp(project, params, _rows(inputs))
     ct_params, ct_inputs = project_vjp(ct_projected)
     _, recurrent_vjp = jax.vjp(lambda p: recurrent(p, hs), params)
+    ct_recurrent = ct_recurrent.reshape(*hs.shape[:-1], ct_recurrent.shape[-1])
     ct_params = jax.tree.map(jnp.add, ct_params, recurrent_vjp(ct_recurrent)[0])
-    return ct_params, ct_initial, ct_inputs, None
+    return ct_params, ct_initial, ct_inputs.reshape(inputs.shape), None
+
+
+def _rows(a: Array) -> Array:
+    """``[time, *batch, n] -> [time * batch, n]``."""
+    return a.reshape(-1, a.shape[-1])
 
 
 fused_scan.defvjp(_forward, _backward)
