@@ -57,7 +57,7 @@ def _delegate(cell: Cell, view: Callable[[Any], Params]) -> Cell:
     return Cell(cell.init, initial_carry, step, input_size, cell.output, projection, gate_split)
 
 
-def cast_floating(tree: Any, dtype: DTypeLike) -> Any:
+def _cast_floating(tree: Any, dtype: DTypeLike) -> Any:
     """Every floating array of ``tree`` cast to ``dtype``; other leaves as they are."""
     return jax.tree.map(
         lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree
@@ -73,7 +73,7 @@ def with_compute_dtype(cell: Cell, compute_dtype: jnp.dtype) -> Cell:
     recurrent kernel's gradient was 20% off after 1024 steps); XLA hoists the casts out of the
     loop. ``initial_carry`` is ``cell``'s on the uncast params: the state keeps their dtype.
     """
-    derived = _delegate(cell, functools.partial(cast_floating, dtype=compute_dtype))
+    derived = _delegate(cell, functools.partial(_cast_floating, dtype=compute_dtype))
     return derived._replace(initial_carry=cell.initial_carry, input_size=cell.input_size)
 
 
