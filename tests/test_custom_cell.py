@@ -195,6 +195,9 @@ def test_layer_without_the_projection_capability():
         rnnjax.rnn(PEEPHOLE, params, inputs(), hoist_projection=True)
     with pytest.raises(ValueError, match="fused_backward=True needs a cell with the `gate_split`"):
         rnnjax.rnn(PEEPHOLE, params, inputs(), fused_backward=True)
+    shape_not_size = PEEPHOLE._replace(input_size=lambda params: params["w"].shape)
+    with pytest.raises(TypeError, match=r"input_size\(params\) must return an int .*; got tuple"):
+        rnnjax.rnn(shape_not_size, params, inputs())
     layer = rnnjax.layer(PEEPHOLE, dropout=0.5)  # input dropout needs nothing of the cell
     _, ys = layer.apply(params, inputs(), key=jax.random.key(1), deterministic=False)
     assert ys.shape == (BATCH, TIME, HIDDEN)

@@ -31,6 +31,11 @@ def check_xs(cell: Cell, params: Params, xs: Any, time_major: bool) -> tuple[int
     feature size of ``xs``."""
     layout = "[time, *batch, features]" if time_major else "[*batch, time, features]"
     input_size = cell.input_size(params)
+    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)):
+        raise TypeError(
+            "rnnjax.rnn: cell.input_size(params) must return an int (the feature size of x_t);"
+            f" got {type(input_size).__name__}"
+        )
     expected = layout.replace("features", str(input_size))
     if not hasattr(xs, "shape") or xs.ndim < 2:
         raise _shape_error("xs", f"{expected} (rank >= 2)", getattr(xs, "shape", type(xs)))
