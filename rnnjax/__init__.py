@@ -30,12 +30,17 @@ from rnnjax._src.compose import stack as stack
 from rnnjax._src.contract import Cell as Cell
 from rnnjax._src.contract import GateSplit as GateSplit
 from rnnjax._src.contract import Layer as Layer
+from rnnjax._src.contract import LinearScan as LinearScan
 from rnnjax._src.contract import Projection as Projection
 from rnnjax._src.contract import hidden_state as hidden_state
 from rnnjax._src.driver import default_hoist as default_hoist
 from rnnjax._src.driver import rnn as rnn
 from rnnjax._src.driver import rnn_with_resets as rnn_with_resets
 from rnnjax._src.layers import layer as layer
+from rnnjax._src.linear import linear_recurrence as linear_recurrence
+from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
+from rnnjax._src.min_cells import min_gru as min_gru
+from rnnjax._src.min_cells import min_lstm as min_lstm
 
 __version__ = "0.1.0"
 
@@ -47,6 +52,8 @@ __all__ = (
     "LSTMParams",
     "LSTMState",
     "Layer",
+    "LinearScan",
+    "MinRNNParams",
     "Projection",
     "SimpleRNNParams",
     "bidirectional",
@@ -54,8 +61,11 @@ __all__ = (
     "gru",
     "hidden_state",
     "layer",
+    "linear_recurrence",
     "lstm",
     "matmul",
+    "min_gru",
+    "min_lstm",
     "rnn",
     "rnn_with_resets",
     "simple_rnn",

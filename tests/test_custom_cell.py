@@ -188,7 +188,7 @@ def test_layer_dropout_equals_the_lstm_without_peepholes():
 
 
 def test_layer_without_the_projection_capability():
-    with pytest.raises(ValueError, match="recurrent_dropout needs a cell with the `projection`"):
+    with pytest.raises(ValueError, match="recurrent_dropout needs a cell with a recurrent matmul"):
         rnnjax.layer(PEEPHOLE, recurrent_dropout=0.1)
     params = PEEPHOLE.init(jax.random.key(0), FEATURES)
     with pytest.raises(ValueError, match="hoist_projection=True needs a cell with the `proj"):

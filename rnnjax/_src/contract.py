@@ -14,6 +14,8 @@ Optional capabilities are one field each, ``None`` when the cell lacks them:
 * ``gate_split`` (:class:`GateSplit`): the recurrent part split once more into its matmul and
   its elementwise gates, which the hand-scheduled backward pass (``fused_backward=True``)
   differentiates. Needs ``projection``.
+* ``linear_scan`` (:class:`LinearScan`): a recurrence linear in the state, which
+  :func:`rnnjax.rnn` runs as :func:`rnnjax.linear_recurrence` over all steps at once.
 
 The field types are :class:`~typing.Protocol` classes, so a type checker checks a custom
 cell's functions against them.
@@ -146,6 +148,27 @@ class GateSplit(NamedTuple):
     gates: GatesFn
 
 
+class CoefficientsFn(Protocol):
+    """``coefficients(params, xs) -> (a, b)``: ``xs [..., input]`` to ``a, b [..., hidden]``."""
+
+    def __call__(self, params: Params, xs: Array, /) -> tuple[Array, Array]: ...
+
+
+class LinearScan(NamedTuple):
+    """Capability: a recurrence linear in the state, ``h_t = a_t * h_{t-1} + b_t``, with ``a_t``
+    and ``b_t`` computed from the inputs alone (minGRU, minLSTM).
+
+    The carry is ``h`` itself and ``step(p, h, x) == (a * h + b, a * h + b)`` with ``(a, b) =
+    coefficients(p, x)``, so the driver may compute every step's coefficients at once and run
+    :func:`rnnjax.linear_recurrence` over them.
+
+    Attributes:
+      coefficients: :class:`CoefficientsFn`.
+    """
+
+    coefficients: CoefficientsFn
+
+
 class Cell(NamedTuple):
     """A recurrent cell: an immutable bundle of pure functions (the optax pattern).
 
@@ -158,6 +181,7 @@ class Cell(NamedTuple):
       output: :class:`OutputFn`, ``(carry) -> h``; exported as :func:`rnnjax.hidden_state`.
       projection: optional :class:`Projection`.
       gate_split: optional :class:`GateSplit` (with ``projection``).
+      linear_scan: optional :class:`LinearScan`.
 
     Example: a cell the library does not ship, params and carry plain dicts
     (an IndRNN, ``h' = relu(x W + u * h + b)``):
@@ -188,6 +212,7 @@ class Cell(NamedTuple):
     output: OutputFn
     projection: Projection | None = None
     gate_split: GateSplit | None = None
+    linear_scan: LinearScan | None = None
 
 
 def hidden_state(cell: Cell, carry: Carry) -> Array:

@@ -16,7 +16,15 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from rnnjax._src.cells import apply_mask
-from rnnjax._src.contract import BatchShape, Carry, Cell, GateSplit, Params, Projection
+from rnnjax._src.contract import (
+    BatchShape,
+    Carry,
+    Cell,
+    GateSplit,
+    LinearScan,
+    Params,
+    Projection,
+)
 
 Array = jax.Array
 
@@ -54,7 +62,17 @@ def _delegate(cell: Cell, view: Callable[[Any], Params]) -> Cell:
             return split.recurrent(view(q), h)
 
         gate_split = GateSplit(recurrent, split.combine, split.gates)
-    return Cell(cell.init, initial_carry, step, input_size, cell.output, projection, gate_split)
+    linear_scan = None
+    if cell.linear_scan is not None:
+        inner_coefficients = cell.linear_scan.coefficients
+
+        def coefficients(q: Any, xs: Array) -> tuple[Array, Array]:
+            return inner_coefficients(view(q), xs)
+
+        linear_scan = LinearScan(coefficients)
+    return Cell(
+        cell.init, initial_carry, step, input_size, cell.output, projection, gate_split, linear_scan
+    )
 
 
 def _cast_floating(tree: Any, dtype: DTypeLike) -> Any:
@@ -105,8 +123,9 @@ def with_recurrent_dropout(cell: Cell) -> Cell:
     """
     if cell.projection is None:
         raise ValueError(
-            "rnnjax.layer: recurrent_dropout needs a cell with the `projection` capability"
-            " (whose step takes a recurrent mask); this cell has none"
+            "rnnjax.layer: recurrent_dropout needs a cell with a recurrent matmul to drop into"
+            " (the `projection` capability, whose step takes a recurrent mask); this cell has"
+            " none (min_gru's and min_lstm's gates never read h: use dropout)"
         )
     inner = cell.projection
     derived = _delegate(cell, lambda q: q.params)

@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax._src.checks import check_seq_lengths
 from rnnjax._src.contract import Carry, Cell, Params
 from rnnjax._src.fused import fused_scan
+from rnnjax._src.linear import default_method, scan_time_leading
 from rnnjax._src.updates import advance, reset
 
 Array = jax.Array
@@ -49,29 +51,6 @@ def check_xs(cell: Cell, params: Params, xs: Any, time_major: bool) -> tuple[int
     if time_major:
         return xs.shape[0], tuple(xs.shape[1:-1])
     return xs.shape[-2], tuple(xs.shape[:-2])
-
-
-def _check_seq_lengths(seq_lengths: Any, batch_shape: tuple[int, ...], time: int) -> Array:
-    shape = getattr(seq_lengths, "shape", None)
-    if shape is None or tuple(shape) != batch_shape:
-        raise _shape_error(
-            "seq_lengths",
-            f"{batch_shape} (the batch shape of xs)",
-            type(seq_lengths) if shape is None else tuple(shape),
-        )
-    if not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
-        raise TypeError(
-            f"rnnjax.rnn: seq_lengths must have an integer dtype; got {seq_lengths.dtype}"
-            f" with shape {tuple(shape)}"
-        )
-    if not isinstance(seq_lengths, jax.core.Tracer):
-        concrete = np.asarray(seq_lengths)
-        if concrete.size and (concrete.min() < 0 or concrete.max() > time):
-            raise ValueError(
-                f"rnnjax.rnn: seq_lengths must lie in [0, {time}] (the length of xs);"
-                f" got values from {concrete.min()} to {concrete.max()}"
-            )
-    return jnp.asarray(seq_lengths)
 
 
 def _check_resets(resets: Any, xs: Array, time_major: bool) -> Array:
@@ -149,6 +128,7 @@ def rnn(
     remat: bool = False,
     fused_backward: bool = False,
     hoist_projection: bool | None = None,
+    parallel: bool | None = None,
 ) -> tuple[Carry, Array]:
     """Runs ``cell`` over the time axis of ``xs``: one ``lax.scan``, any JAX transformation.
 
@@ -188,6 +168,11 @@ def rnn(
         same values to float32 rounding. Default ``None``: hoisted on accelerators, per step
         on CPU, where it measured faster (``rnnjax.default_hoist()`` says which); a cell
         without the ``projection`` capability always projects per step.
+      parallel: for a cell with the ``linear_scan`` capability (:func:`rnnjax.min_gru`,
+        :func:`rnnjax.min_lstm`): compute every step's coefficients at once and run
+        :func:`rnnjax.linear_recurrence` over them (``None``, the default, or ``True``), or
+        step the cell one token at a time (``False``). Same values and gradients to float32
+        rounding.
 
     Returns:
       ``(final_carry, ys)``: the carry after the last valid step of each sequence (the
@@ -235,6 +220,10 @@ def rnn(
         final_carry, ys = fused_scan(
             cell, reverse, unroll, remat, params, initial_carry, inputs, valid
         )
+    elif _choose_parallel(cell, parallel):
+        final_carry, ys = _run_linear(
+            cell, params, inputs, initial_carry, fresh, valid, flags, reverse, remat
+        )
     else:
         step, inputs = _step_and_inputs(cell, params, inputs, hoist_projection, remat)
         output_dtype = cell.output(initial_carry).dtype
@@ -250,6 +239,41 @@ def rnn(
     return final_carry, jnp.moveaxis(ys, 0, time_axis)
 
 
+def _choose_parallel(cell: Cell, parallel: bool | None) -> bool:
+    if parallel and cell.linear_scan is None:
+        raise ValueError(
+            "rnnjax.rnn: parallel=True needs a cell with the `linear_scan` capability"
+            " (min_gru, min_lstm); this cell has none"
+        )
+    return cell.linear_scan is not None and parallel is not False
+
+
+def _run_linear(
+    cell: Cell,
+    params: Params,
+    inputs: Array,
+    initial: Array,
+    fresh: Array,
+    valid: Array | None,
+    flags: Array | None,
+    reverse: bool,
+    remat: bool,
+) -> tuple[Array, Array]:
+    """A ``linear_scan`` cell over all steps: its coefficients at once, then the recurrence."""
+    assert cell.linear_scan is not None
+    coefficients = cell.linear_scan.coefficients
+    if remat:
+        coefficients = jax.checkpoint(coefficients, prevent_cse=False)
+    a, b = coefficients(params, inputs)
+    if flags is not None:  # a reset step starts from ``fresh``: h = a * fresh + b
+        flag = flags[..., None]
+        b = jnp.where(flag, a * fresh[None] + b, b)
+        a = jnp.where(flag, jnp.zeros_like(a), a)
+    method = default_method()
+    final, hs = scan_time_leading(a, b, initial, valid, reverse=reverse, method=method)
+    return final.astype(initial.dtype), hs.astype(initial.dtype)
+
+
 def _time_leading(
     xs: Array, seq_lengths: Any, time_axis: int, time: int, batch_shape: tuple[int, ...]
 ) -> tuple[Array, Array | None]:
@@ -258,7 +282,7 @@ def _time_leading(
     inputs = jnp.moveaxis(xs, time_axis, 0)
     if seq_lengths is None:
         return inputs, None
-    lengths = _check_seq_lengths(seq_lengths, batch_shape, time)
+    lengths = check_seq_lengths(seq_lengths, batch_shape, time)
     valid = jnp.arange(time).reshape((time,) + (1,) * len(batch_shape)) < lengths[None]
     # Zero the padding first, so no value there (not even NaN) reaches an output or a
     # gradient; padded steps then compute on finite inputs and are discarded.

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from rnnjax._src.cells import GRUParams, LSTMParams, SimpleRNNParams, gru, lstm, simple_rnn
 from rnnjax._src.contract import Cell
+from rnnjax._src.min_cells import MinRNNParams, min_gru, min_lstm
 
 
 class CellKind(NamedTuple):
@@ -28,6 +29,8 @@ CELL_KINDS: dict[str, CellKind] = {
     "simple_rnn": CellKind(simple_rnn, SimpleRNNParams, ("activation",)),
     "lstm": CellKind(lstm, LSTMParams),
     "gru": CellKind(gru, GRUParams, ("reset_after",)),
+    "min_gru": CellKind(min_gru, MinRNNParams),
+    "min_lstm": CellKind(min_lstm, MinRNNParams),
 }
 
 
