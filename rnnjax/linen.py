@@ -41,7 +41,7 @@ from rnnjax._src.registry import CELL_KINDS
 
 Array = jax.Array
 
-__all__ = ("GRU", "LSTM", "Bidirectional", "SimpleRNN", "variables_from")
+__all__ = ("GRU", "LSTM", "Bidirectional", "MinGRU", "MinLSTM", "SimpleRNN", "variables_from")
 
 
 def variables_from(params: Params) -> dict[str, Any]:
@@ -196,6 +196,28 @@ class GRU(_Recurrent):
 
     kind: ClassVar[str] = "gru"
     reset_after: bool = True
+
+
+class MinGRU(_Recurrent):
+    """:func:`rnnjax.min_gru` as a linen module, run in parallel over time.
+
+    Attributes: as :class:`LSTM`; ``recurrent_dropout`` is refused (its gates never read ``h``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> model = rnnjax.linen.MinGRU(8, num_layers=2)
+      >>> xs = jnp.ones((2, 50, 3))
+      >>> model.apply(model.init(jax.random.key(0), xs), xs).shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTM(_Recurrent):
+    """:func:`rnnjax.min_lstm` as a linen module; as :class:`MinGRU`."""
+
+    kind: ClassVar[str] = "min_lstm"
 
 
 class Bidirectional(nn.Module):

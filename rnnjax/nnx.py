@@ -49,7 +49,7 @@ from rnnjax._src.modules_common import RecurrentOptions, bidirectional_call
 Array = jax.Array
 KeySource = nnx.Rngs | nnx.RngStream | Array | None
 
-__all__ = ("GRU", "LSTM", "Bidirectional", "SimpleRNN")
+__all__ = ("GRU", "LSTM", "Bidirectional", "MinGRU", "MinLSTM", "SimpleRNN")
 
 
 def _is_variable(x: Any) -> bool:
@@ -274,6 +274,28 @@ class GRU(_Recurrent):
         **options: Any,
     ) -> None:
         super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **options)
+
+
+class MinGRU(_Recurrent):
+    """:func:`rnnjax.min_gru` as an NNX module, run in parallel over time.
+
+    Args: as :class:`LSTM`; ``recurrent_dropout`` is refused (its gates never read ``h``).
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> deep = rnnjax.nnx.MinGRU(3, 8, num_layers=3, return_sequences=True, rngs=nnx.Rngs(0))
+      >>> deep(jnp.ones((2, 50, 3))).shape
+      (2, 50, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTM(_Recurrent):
+    """:func:`rnnjax.min_lstm` as an NNX module, run in parallel over time; as :class:`MinGRU`."""
+
+    kind: ClassVar[str] = "min_lstm"
 
 
 class Bidirectional(nnx.Module):

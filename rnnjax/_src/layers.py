@@ -74,6 +74,7 @@ class _LayerSettings:
     compute_dtype: Any
     fused_backward: bool
     hoist_projection: bool | None
+    parallel: bool | None
 
     @property
     def run_cell(self) -> Cell:
@@ -168,6 +169,7 @@ def _run(
         unroll=s.unroll,
         fused_backward=s.fused_backward,
         hoist_projection=s.hoist_projection,
+        parallel=s.parallel,
     )
     if s.remat != "segments":
         return rnn(
@@ -238,6 +240,7 @@ def layer(
     compute_dtype: DTypeLike | None = None,
     fused_backward: bool = False,
     hoist_projection: bool | None = None,
+    parallel: bool | None = None,
 ) -> Layer:
     """A cell run over a sequence by :func:`rnnjax.rnn`: Keras's ``LSTM``, ``GRU``, ``SimpleRNN``.
 
@@ -282,6 +285,8 @@ def layer(
         and reverse mode only.
       hoist_projection: passed to :func:`rnnjax.rnn`: where the input projection runs
         (default: the backend's measured choice).
+      parallel: passed to :func:`rnnjax.rnn`: ``False`` steps a ``linear_scan`` cell
+        (minGRU, minLSTM) one token at a time instead of over all steps at once.
 
     Returns:
       A :class:`Layer` whose params are the cell's params. ``apply`` returns
@@ -314,6 +319,7 @@ def layer(
         compute_dtype,
         fused_backward,
         hoist_projection,
+        parallel,
     )
     _check_layer_settings(settings)
     return _layer(settings)
