@@ -19,10 +19,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-KINDS = ("lstm", "gru", "simple_rnn")
-TITLES = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
+KINDS = ("lstm", "gru", "simple_rnn", "min_gru", "min_lstm")
+DEFAULT_KINDS = ("lstm", "gru", "simple_rnn")  # the min kinds run when --kinds names them
+# Parallel-in-time cells (no recurrent kernel): h_t = a_t * h_{t-1} + b_t, a and b from x_t.
+MIN_KINDS = ("min_gru", "min_lstm")
+TITLES = {
+    "lstm": "LSTM",
+    "gru": "GRU",
+    "simple_rnn": "SimpleRNN",
+    "min_gru": "MinGRU",
+    "min_lstm": "MinLSTM",
+}
 IMPLS = ("rnnjax", "linen", "nnx", "keras", "torch", "cudnn")  # the order tables show them
-GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1}
+GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1, "min_gru": 2, "min_lstm": 3}
 MODES = ("forward", "forward+backward")
 DTYPES = ("float32", "bfloat16")
 SHORT_DTYPE = {"float32": "f32", "bfloat16": "bf16"}
@@ -71,9 +80,18 @@ QUICK_GRID = (Case(8, 32, 16, 16),)
 
 
 def flop(case: Case, kind: str, mode: str) -> int:
-    """Matmul FLOPs: forward ``2·B·T·(I+H)·gates·H``; forward+backward three times that."""
-    forward = 2 * case.batch * case.time * (case.input + case.hidden) * GATES[kind] * case.hidden
+    """Matmul FLOPs: forward ``2·B·T·(I+H)·gates·H``; forward+backward three times that.
+
+    The min kinds have no recurrent kernel, only the input projection: ``2·B·T·I·gates·H``.
+    """
+    width = case.input if kind in MIN_KINDS else case.input + case.hidden
+    forward = 2 * case.batch * case.time * width * GATES[kind] * case.hidden
     return forward * (1 if mode == "forward" else 3)
+
+
+def family(impl: str) -> str:
+    """``"rnnjax"`` for ``"rnnjax-fused"``, ``"rnnjax-sequential"``, ``"rnnjax-floor"``."""
+    return impl.split("-", 1)[0]
 
 
 def time_call(call: Callable[[], object]) -> float:

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from _common import (
     KINDS,
+    MIN_KINDS,
     MODES,
     TITLES,
     Case,
@@ -40,7 +41,7 @@ class Candidate(NamedTuple):
 
     impl: str  # the family, as ``--impls`` names it
     name: str  # as the table shows it, e.g. "linen OptimizedLSTMCell"
-    kind: str  # lstm | gru | simple_rnn
+    kind: str  # lstm | gru | simple_rnn | min_gru | min_lstm
     apply: Apply  # (params, xs [B, T, I]) -> ys [B, T, H], every time step
     params: Any
 
@@ -51,26 +52,72 @@ Builder = Callable[[str, Case, jax.Array], list[Candidate]]
 def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
     """``rnnjax.layer`` over ``rnnjax.lstm`` / ``gru`` / ``simple_rnn``: autodiff, and fused.
 
+    The min kinds (``rnnjax.min_gru`` / ``min_lstm``, no ``fused_backward``) instead run
+    parallel in time (the default, ``rnnjax``), one token at a time (``parallel=False``,
+    ``rnnjax-sequential``), and as a floor (``rnnjax-floor``): the same model with the
+    recurrence replaced by the identity, see :func:`_identity_recurrence`.
+
     bfloat16 rows run rnnjax's mixed precision, ``compute_dtype=jnp.bfloat16``: float32
     params and state, bfloat16 matmuls accumulating in float32 (torch's autocast policy).
     """
-    make_cell = {"lstm": rnnjax.lstm, "gru": rnnjax.gru, "simple_rnn": rnnjax.simple_rnn}[kind]
+    make_cell = {
+        "lstm": rnnjax.lstm,
+        "gru": rnnjax.gru,
+        "simple_rnn": rnnjax.simple_rnn,
+        "min_gru": rnnjax.min_gru,
+        "min_lstm": rnnjax.min_lstm,
+    }[kind]
     cell = make_cell(case.hidden)
     params = cell.init(key, case.input)
     compute_dtype = None if case.dtype == "float32" else case.dtype
 
-    def candidate(impl: str, title: str, fused_backward: bool) -> Candidate:
-        layer = rnnjax.layer(cell, compute_dtype=compute_dtype, fused_backward=fused_backward)
+    def candidate(impl: str, title: str, **options: Any) -> Candidate:
+        layer = rnnjax.layer(cell, compute_dtype=compute_dtype, **options)
 
         def apply(params: Any, xs: jax.Array) -> jax.Array:
             return layer.apply(params, xs)[1]
 
         return Candidate(impl, title, kind, apply, params)
 
+    if kind in MIN_KINDS:
+        floor = _identity_recurrence(cell, compute_dtype)
+        return [
+            candidate("rnnjax", f"rnnjax {TITLES[kind]}"),
+            candidate("rnnjax-sequential", f"rnnjax {TITLES[kind]} sequential", parallel=False),
+            Candidate("rnnjax-floor", f"{TITLES[kind]} identity recurrence", kind, floor, params),
+        ]
     return [
-        candidate("rnnjax", f"rnnjax {TITLES[kind]}", False),
-        candidate("rnnjax-fused", f"rnnjax {TITLES[kind]} fused_backward", True),
+        candidate("rnnjax", f"rnnjax {TITLES[kind]}"),
+        candidate("rnnjax-fused", f"rnnjax {TITLES[kind]} fused_backward", fused_backward=True),
     ]
+
+
+def _identity_recurrence(cell: rnnjax.Cell, compute_dtype: Any) -> Apply:
+    """A min cell's model with ``h_t = a_t * h_{t-1} + b_t`` replaced by ``h_t = b_t``.
+
+    ``ys = b`` from ``cell.linear_scan.coefficients(params, xs)``: the input projection and the
+    gate math, batch-first, with no scan and no move of the time axis. The time of
+    ``rnnjax.rnn`` over this floor's is what the recurrence (and its layout) costs. Mixed
+    precision as ``rnnjax.layer(compute_dtype=)`` runs it: params and ``xs`` cast to
+    ``compute_dtype``, ``ys`` back in the params' dtype.
+    """
+    assert cell.linear_scan is not None
+    coefficients = cell.linear_scan.coefficients
+
+    def apply(params: Any, xs: jax.Array) -> jax.Array:
+        dtype = params.kernel.dtype
+        if compute_dtype is not None:
+            params = jax.tree.map(lambda p: p.astype(compute_dtype), params)
+            xs = xs.astype(compute_dtype)
+        return coefficients(params, xs)[1].astype(dtype)
+
+    return apply
+
+
+def no_min_cells(kind: str, family: str) -> None:
+    """Raises :class:`Unavailable` for the min kinds, which ``family`` has no cell for."""
+    if kind in MIN_KINDS:
+        raise Unavailable(f"{family} has no {TITLES[kind]} cell (rnnjax-only kind)")
 
 
 def _orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
@@ -84,6 +131,7 @@ def _flax_dtypes(case: Case) -> dict[str, Any]:
 
 def linen_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
     """Flax linen ``nn.RNN`` over its cells (two LSTM cells: optimized and plain)."""
+    no_min_cells(kind, "Flax linen")
     import flax.linen as nn
 
     cell_types = {
@@ -103,6 +151,7 @@ def linen_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
 def nnx_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
     """Flax NNX ``nnx.RNN``, run the recommended fast way: ``nnx.split`` outside ``jax.jit``,
     ``nnx.merge`` inside."""
+    no_min_cells(kind, "Flax NNX")
     from flax import nnx
 
     cell_type = {
@@ -121,6 +170,7 @@ def nnx_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
 
 def cudnn_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
     """``jax.experimental.rnn.lstm``: cuDNN's fused LSTM, on NVIDIA (and ROCm) GPUs only."""
+    no_min_cells(kind, "jax.experimental.rnn (cuDNN)")
     if kind != "lstm":
         return []
     if jax.default_backend() != "gpu":

@@ -15,11 +15,12 @@ os.environ["KERAS_BACKEND"] = "jax"  # before Keras is imported, here or by anyt
 
 import jax
 from _common import TITLES, Case, Reply, Unavailable, serve
-from _jax_impls import Candidate, bench_candidates, build
+from _jax_impls import Candidate, bench_candidates, build, no_min_cells
 
 
 def keras_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
     """One Keras layer of ``kind``; bfloat16 weights are float32 ones cast (see below)."""
+    no_min_cells(kind, "Keras")
     import keras
 
     layer_type = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from _common import IMPLS, KINDS, MODES, TITLES, Case, Row
+from _common import IMPLS, KINDS, MODES, TITLES, Case, Row, family
 
 
 def case_of(row: Row) -> Case:
@@ -21,7 +21,7 @@ def sort_rows(rows: list[Row], grid: list[Case]) -> list[Row]:
             grid.index(case_of(row)) if case_of(row) in grid else len(grid),
             MODES.index(row["mode"]),
             KINDS.index(row["kind"]),
-            IMPLS.index(row["impl"].removesuffix("-fused")),
+            IMPLS.index(family(row["impl"])),
             names.index(row["name"]),
         ),
     )
@@ -66,19 +66,26 @@ def full_table(rows: list[Row]) -> str:
 
 
 def summary_tables(rows: list[Row]) -> str:
-    """Per cell kind: rnnjax's median ms and each peer's median over it, case by case."""
+    """Per cell kind: rnnjax's median ms and each peer's median over it, case by case.
+
+    A kind with a floor row (``rnnjax-floor``: the min cells with the recurrence replaced by
+    the identity) gets one more column, rnnjax's median over the floor's: what the
+    recurrence costs on top of the rest of the model (1.00x would be free).
+    """
     sections = []
     for kind in KINDS:
         kind_rows = [row for row in rows if row["kind"] == kind]
         names = list(dict.fromkeys(row["name"] for row in kind_rows if row["impl"] != "rnnjax"))
         if not kind_rows:
             continue
+        has_floor = any(row["impl"] == "rnnjax-floor" for row in kind_rows)
+        floor_column = ["rnnjax over floor"] if has_floor else []
         lines = [
             f"**{TITLES[kind]}**: rnnjax's median, and each peer's median over it"
             " (above 1: rnnjax is faster)",
             "",
-            "| B, T, I, H, dtype | mode | rnnjax ms | " + " | ".join(names) + " |",
-            "|---|---|---:|" + "---:|" * len(names),
+            "| B, T, I, H, dtype | mode | rnnjax ms | " + " | ".join(names + floor_column) + " |",
+            "|---|---|---:|" + "---:|" * (len(names) + len(floor_column)),
         ]
         keys = list(dict.fromkeys((case_of(row), row["mode"]) for row in kind_rows))
         for case, mode in keys:
@@ -86,6 +93,10 @@ def summary_tables(rows: list[Row]) -> str:
             rnnjax_row = next((r for r in here.values() if r["impl"] == "rnnjax"), None)
             cells = [_ms(rnnjax_row["median_ms"]) if rnnjax_row else "-"]
             cells += [_ratio(rows, here[name]) if name in here else "-" for name in names]
+            if has_floor:
+                floor = next((r for r in here.values() if r["impl"] == "rnnjax-floor"), None)
+                ratio = rnnjax_row and floor and rnnjax_row["median_ms"] / floor["median_ms"]
+                cells.append(f"{ratio:.2f}x" if ratio else "-")
             lines.append(f"| {case.label} | {mode} | " + " | ".join(cells) + " |")
         sections.append("\n".join(lines))
     return "\n\n".join(sections)
@@ -111,12 +122,13 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
         for axis, kind in zip(row_axes, kinds, strict=True):
             here = [row for row in rows if row["mode"] == mode and row["kind"] == kind]
             names = list(dict.fromkeys(row["name"] for row in here))
+            families = {row["name"]: family(row["impl"]) for row in here}
             width = 0.8 / len(names)
             for index, name in enumerate(names):
                 mine = [row for row in here if row["name"] == name]
-                family = [n for n in names if n.split()[0] == name.split()[0]]
-                impl = mine[0]["impl"].removesuffix("-fused")
-                color = palette[2 * IMPLS.index(impl) + family.index(name) % 2]
+                same_family = [n for n in names if families[n] == families[name]]
+                shade = same_family.index(name)
+                color = palette[2 * IMPLS.index(families[name]) + shade % 2]
                 axis.bar(
                     [
                         labels.index(case_of(r).label) + (index - (len(names) - 1) / 2) * width
@@ -126,6 +138,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
                     width,
                     label=name,
                     color=color,
+                    hatch="//" if shade >= 2 else None,  # a third of a family (rnnjax's floor)
                 )
             axis.set_yscale("log")
             low, high = axis.get_ylim()

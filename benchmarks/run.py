@@ -1,6 +1,8 @@
 """Times rnnjax against its peers on the same shapes, in one run, on whatever device JAX finds.
 
-In this process, interleaved round-robin: rnnjax (LSTM, GRU, SimpleRNN), Flax linen ``nn.RNN``
+In this process, interleaved round-robin: rnnjax (LSTM, GRU, SimpleRNN; MinGRU and MinLSTM with
+``--kinds min_gru,min_lstm``, parallel and sequential, beside a floor without the recurrence),
+Flax linen ``nn.RNN``
 (OptimizedLSTMCell, LSTMCell, GRUCell, SimpleCell), Flax NNX ``nnx.RNN`` and, on a GPU,
 ``jax.experimental.rnn``'s cuDNN LSTM. In processes of their own, one after the other for
 each shape: Keras 3 on the JAX backend and PyTorch (each skipped with a note where missing).
@@ -11,6 +13,7 @@ and ``plot.png``; see benchmarks/README.md for what each figure means.
     python benchmarks/run.py                      # the default grid (minutes; 8 on 2 CPU cores)
     python benchmarks/run.py --quick              # a tiny grid (well under a minute)
     python benchmarks/run.py --impls rnnjax,torch --shape 64,256,256,256 --repeats 15
+    python benchmarks/run.py --kinds min_gru,min_lstm --shape 8,16384,64,64
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from _common import (
     DEFAULT_GRID,
+    DEFAULT_KINDS,
     DTYPES,
     IMPLS,
     KINDS,
@@ -56,7 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dtype", choices=DTYPES, default="float32", help="dtype of --shape and --quick cases"
     )
     parser.add_argument("--impls", default=",".join(IMPLS), help="comma-separated, of: %(default)s")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated, of: %(default)s")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated, of: {','.join(KINDS)} (default: %(default)s)",
+    )
     parser.add_argument("--repeats", type=int, help="timed calls per implementation (7; quick 3)")
     parser.add_argument("--warmup", type=int, help="untimed calls after the first (2; quick 1)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="output folder")

@@ -45,6 +45,8 @@ CASES = [
         1,
         3,
     ),
+    Case("min_gru", rnnjax.min_gru(HIDDEN), reference.min_gru_step, 1, 2),
+    Case("min_lstm", rnnjax.min_lstm(HIDDEN), reference.min_lstm_step, 1, 3),
 ]
 CASE_IDS = [case.name for case in CASES]
 

@@ -45,6 +45,25 @@ def gru_step(p, h, x, reset_after):
     return (1 - z) * candidate + z * h
 
 
+def g(x):
+    """minGRU's and minLSTM's candidate activation: x + 1/2 for x >= 0, sigmoid below."""
+    return np.where(x >= 0, x + 0.5, sigmoid(x))
+
+
+def min_gru_step(p, h, x):
+    z = x @ p["kernel"] + p["bias"]
+    n = h.shape[-1]
+    update = sigmoid(z[..., :n])
+    return (1 - update) * h + update * g(z[..., n:])
+
+
+def min_lstm_step(p, h, x):
+    z = x @ p["kernel"] + p["bias"]
+    n = h.shape[-1]
+    f, i = sigmoid(z[..., :n]), sigmoid(z[..., n : 2 * n])
+    return f / (f + i) * h + i / (f + i) * g(z[..., 2 * n :])
+
+
 def run(step, p, xs, initial_state, lengths=None, reverse=False):
     """Per-example loop over ``xs [batch, time, features]``.
 

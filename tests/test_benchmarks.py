@@ -1,4 +1,9 @@
-"""``benchmarks/run.py --quick`` end to end: its JSON, Markdown table and plot, never timings."""
+"""``benchmarks/run.py --quick`` end to end: its JSON, Markdown table and plot, never timings.
+
+The quick run adds ``min_gru`` to the default kinds, so the parallel-in-time rows (parallel,
+sequential, the identity-recurrence floor) and the peers' notes for it are checked too, at
+the cost of a few seconds.
+"""
 
 import importlib.util
 import json
@@ -11,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("forward", "forward+backward")
-KINDS = ("lstm", "gru", "simple_rnn")
+KINDS = ("lstm", "gru", "simple_rnn")  # the default --kinds
+QUICK_KINDS = (*KINDS, "min_gru")
 
 
 def expected_implementations():
@@ -25,6 +31,7 @@ def expected_implementations():
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)]
+    command += ["--kinds", ",".join(QUICK_KINDS)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return out, result.stdout
@@ -35,16 +42,57 @@ def test_json_has_every_implementation_in_both_modes(quick_run):
     report = json.loads((out / "results.json").read_text())
     ran = {impl for impl, count in report["implementations"].items() if count}
     assert expected_implementations() <= ran, report["notes"]
+    assert {"rnnjax-fused", "rnnjax-sequential", "rnnjax-floor"} <= ran, report["notes"]
+    has_mingru_pytorch = importlib.util.find_spec("minGRU_pytorch") is not None
+    expected_kinds = {
+        "rnnjax": set(QUICK_KINDS),
+        "rnnjax-fused": set(KINDS),  # fused_backward has no min cells
+        "rnnjax-sequential": {"min_gru"},
+        "rnnjax-floor": {"min_gru"},
+        "cudnn": {"lstm"},
+        "torch": set(QUICK_KINDS) if has_mingru_pytorch else set(KINDS),
+    }
     for impl in ran:
         for mode in MODES:
             rows = [r for r in report["rows"] if r["impl"] == impl and r["mode"] == mode]
             kinds = {r["kind"] for r in rows}
-            assert kinds == ({"lstm"} if impl == "cudnn" else set(KINDS)), (impl, mode)
+            assert kinds == expected_kinds.get(impl, set(KINDS)), (impl, mode)
             for row in rows:
                 assert row["median_ms"] > 0 and row["first_call_s"] > 0, row["name"]
                 assert len(row["samples_s"]) == report["settings"]["repeats"]
     assert all(rate > 0 for rate in report["matmul_gflop_per_s"].values())
     assert report["environment"]["versions"]["rnnjax"]
+
+
+def test_peers_without_min_cells_are_skipped_with_a_note(quick_run):
+    out, _ = quick_run
+    notes = json.loads((out / "results.json").read_text())["notes"]
+    for impl in expected_implementations() - {"rnnjax", "torch"}:
+        assert any(n.startswith(f"{impl} min_gru: skipped (Unavailable: ") for n in notes), impl
+    if "torch" in expected_implementations() and not importlib.util.find_spec("minGRU_pytorch"):
+        assert any("torch min_gru: skipped" in n and "mingru-pytorch" in n for n in notes)
+
+
+def test_min_gru_table_has_sequential_floor_and_ratio_over_floor(quick_run):
+    out, _ = quick_run
+    table = (out / "table.md").read_text()
+    assert "**MinGRU**" in table and "| rnnjax over floor |" in table
+    for name in ("rnnjax MinGRU", "rnnjax MinGRU sequential", "MinGRU identity recurrence"):
+        assert f"| {name} |" in table, name
+    assert "MinGRU fused_backward" not in table
+
+
+def test_min_kinds_count_the_input_projection_only():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from _common import DEFAULT_KINDS, Case, flop
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    case = Case(2, 3, 5, 7)
+    assert DEFAULT_KINDS == KINDS
+    assert flop(case, "min_gru", "forward") == 2 * 2 * 3 * 5 * 2 * 7
+    assert flop(case, "min_lstm", "forward+backward") == 3 * 2 * 2 * 3 * 5 * 3 * 7
+    assert flop(case, "gru", "forward") == 2 * 2 * 3 * (5 + 7) * 3 * 7
 
 
 def test_markdown_table_has_ratios_to_rnnjax(quick_run):
@@ -65,6 +113,8 @@ def test_help_lists_the_options():
     result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     for option in ("--quick", "--impls", "--shape", "--dtype", "--repeats", "--warmup", "--out"):
         assert option in result.stdout
+    assert "min_gru,min_lstm" in result.stdout  # selectable, not in the default kinds
+    assert "(default: lstm,gru,simple_rnn)" in " ".join(result.stdout.split())
 
 
 def test_report_rewrites_table_and_plot_from_json(quick_run, tmp_path):

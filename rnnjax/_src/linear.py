@@ -43,7 +43,10 @@ def scan_time_leading(
     unroll: int | bool = 8,
 ) -> tuple[Array, Array]:
     """The recurrence over ``a, b [time, *batch, n]`` from ``initial [*batch, n]``; returns
-    ``(final, hs)`` with ``hs`` zero where ``valid [time, *batch]`` is false."""
+    ``(final, hs)`` with ``hs`` zero where ``valid [time, *batch]`` is false, all in the
+    dtype of ``a``, ``b`` and ``initial`` promoted together."""
+    dtype = jnp.result_type(a, b, initial)
+    a, b, initial = a.astype(dtype), b.astype(dtype), initial.astype(dtype)
     if valid is not None:
         keep = valid[..., None]
         a = jnp.where(keep, a, jnp.ones_like(a))  # padding: the identity, keeping the carry
