@@ -35,25 +35,8 @@ def setup(kind, key=0, time=TIME, batch=BATCH):
     return params, xs, carry
 
 
-@pytest.mark.parametrize("kind", CELLS)
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "sequential"])
-def test_matches_float64_reference(kind, reverse, parallel):
-    params, xs, carry = setup(kind)
-    final, ys = rnnjax.rnn(
-        CELLS[kind],
-        params,
-        xs,
-        initial_carry=carry,
-        seq_lengths=LENGTHS,
-        reverse=reverse,
-        parallel=parallel,
-    )
-    p = {k: np.asarray(v, np.float64) for k, v in params._asdict().items()}
-    state = (np.asarray(carry, np.float64),)
-    want_final, want_ys = run(REFERENCE[kind], p, xs, state, LENGTHS, reverse)
-    tight(ys, want_ys)
-    tight(final, want_final[0])
+# The float64 references run through every driver and layer test of the shared cell table
+# (tests/cells_under_test.py); here, what is particular to the linear-scan cells.
 
 
 @pytest.mark.parametrize("kind", CELLS)
