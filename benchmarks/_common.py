@@ -90,7 +90,7 @@ def flop(case: Case, kind: str, mode: str) -> int:
 
 
 def family(impl: str) -> str:
-    """``"rnnjax"`` for ``"rnnjax-fused"``, ``"rnnjax-sequential"``, ``"rnnjax-floor"``."""
+    """``"rnnjax"`` for ``"rnnjax-sequential"`` and ``"rnnjax-floor"``."""
     return impl.split("-", 1)[0]
 
 

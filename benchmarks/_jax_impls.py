@@ -50,9 +50,9 @@ Builder = Callable[[str, Case, jax.Array], list[Candidate]]
 
 
 def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
-    """``rnnjax.layer`` over ``rnnjax.lstm`` / ``gru`` / ``simple_rnn``: autodiff, and fused.
+    """``rnnjax.layer`` over ``rnnjax.lstm`` / ``gru`` / ``simple_rnn``, the default call.
 
-    The min kinds (``rnnjax.min_gru`` / ``min_lstm``, no ``fused_backward``) instead run
+    The min kinds (``rnnjax.min_gru`` / ``min_lstm``) instead run
     parallel in time (the default, ``rnnjax``), one token at a time (``parallel=False``,
     ``rnnjax-sequential``), and as a floor (``rnnjax-floor``): the same model with the
     recurrence replaced by the identity, see :func:`_identity_recurrence`.
@@ -86,10 +86,7 @@ def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
             candidate("rnnjax-sequential", f"rnnjax {TITLES[kind]} sequential", parallel=False),
             Candidate("rnnjax-floor", f"{TITLES[kind]} identity recurrence", kind, floor, params),
         ]
-    return [
-        candidate("rnnjax", f"rnnjax {TITLES[kind]}"),
-        candidate("rnnjax-fused", f"rnnjax {TITLES[kind]} fused_backward", fused_backward=True),
-    ]
+    return [candidate("rnnjax", f"rnnjax {TITLES[kind]}")]
 
 
 def _identity_recurrence(cell: rnnjax.Cell, compute_dtype: Any) -> Apply:

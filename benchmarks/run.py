@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         "matmul_gflop_per_s": matmul,
         "matmul_gflop_per_s_before_after": [matmul_before, matmul_after],
         "settings": settings,
-        "implementations": {  # rows per implementation (rnnjax-fused beside rnnjax)
+        "implementations": {  # rows per implementation (the min kinds' variants beside rnnjax)
             impl: sum(r["impl"] == impl for r in rows)
             for impl in dict.fromkeys([*args.impls, *(r["impl"] for r in rows)])
         },

@@ -189,12 +189,8 @@ def main() -> None:
 
 
 def build_model(cells: Sequence[rnnjax.Cell]) -> rnnjax.Layer:
-    """One layer per cell; several run as a stack with residual connections after the first.
-
-    ``fused_backward`` (the faster, reverse-mode-only backward) is for the cells with a gate
-    split (lstm, gru, simple_rnn); minGRU and minLSTM run in parallel over time instead.
-    """
-    layers = [rnnjax.layer(cell, fused_backward=cell.gate_split is not None) for cell in cells]
+    """One layer per cell; several run as a stack with residual connections after the first."""
+    layers = [rnnjax.layer(cell) for cell in cells]
     if len(layers) == 1:
         return layers[0]  # params as they always were: one layer's, not a tuple
     return rnnjax.stack(*layers, residual=True)

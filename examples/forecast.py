@@ -67,8 +67,7 @@ def make_model(kind: str, hidden: int) -> tuple[rnnjax.Cell, Any]:
     cell = CELLS[kind](hidden)
 
     def predict(params: Any, xs: jax.Array) -> jax.Array:
-        # fused_backward: the hand-scheduled backward pass (training needs reverse mode only)
-        carry, _ = rnnjax.rnn(cell, params["rnn"], xs, fused_backward=True)
+        carry, _ = rnnjax.rnn(cell, params["rnn"], xs)
         h = rnnjax.hidden_state(cell, carry)
         return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 

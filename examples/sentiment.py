@@ -98,7 +98,6 @@ def make_model(args: argparse.Namespace) -> tuple[Any, Any]:
         rnnjax.lstm(hidden),
         dropout=dropout,
         recurrent_dropout=recurrent_dropout,
-        fused_backward=True,  # the faster, reverse-mode-only backward pass
     )
     glorot = jax.nn.initializers.glorot_uniform()
 

@@ -87,7 +87,7 @@ class _Recurrent(nn.Module):
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     deterministic: bool | None = None
-    fused_backward: bool = False
+    fused_backward: bool | None = None  # deprecated, no effect
     hoist_projection: bool | None = None
 
     def options(self) -> RecurrentOptions:

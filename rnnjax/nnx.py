@@ -100,7 +100,7 @@ class _Recurrent(nnx.Module):
         initializer: str = "keras",
         dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
-        fused_backward: bool = False,
+        fused_backward: bool | None = None,
         hoist_projection: bool | None = None,
         deterministic: bool = False,
         rngs: nnx.Rngs,

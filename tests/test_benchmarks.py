@@ -42,11 +42,11 @@ def test_json_has_every_implementation_in_both_modes(quick_run):
     report = json.loads((out / "results.json").read_text())
     ran = {impl for impl, count in report["implementations"].items() if count}
     assert expected_implementations() <= ran, report["notes"]
-    assert {"rnnjax-fused", "rnnjax-sequential", "rnnjax-floor"} <= ran, report["notes"]
+    assert {"rnnjax-sequential", "rnnjax-floor"} <= ran, report["notes"]
+    assert "rnnjax-fused" not in ran  # fused_backward is the default path now: one rnnjax row
     has_mingru_pytorch = importlib.util.find_spec("minGRU_pytorch") is not None
     expected_kinds = {
         "rnnjax": set(QUICK_KINDS),
-        "rnnjax-fused": set(KINDS),  # fused_backward has no min cells
         "rnnjax-sequential": {"min_gru"},
         "rnnjax-floor": {"min_gru"},
         "cudnn": {"lstm"},
@@ -79,7 +79,7 @@ def test_min_gru_table_has_sequential_floor_and_ratio_over_floor(quick_run):
     assert "**MinGRU**" in table and "| rnnjax over floor |" in table
     for name in ("rnnjax MinGRU", "rnnjax MinGRU sequential", "MinGRU identity recurrence"):
         assert f"| {name} |" in table, name
-    assert "MinGRU fused_backward" not in table
+    assert "fused_backward" not in table
 
 
 def test_min_kinds_count_the_input_projection_only():

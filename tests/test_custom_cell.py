@@ -193,8 +193,6 @@ def test_layer_without_the_projection_capability():
     params = PEEPHOLE.init(jax.random.key(0), FEATURES)
     with pytest.raises(ValueError, match="hoist_projection=True needs a cell with the `proj"):
         rnnjax.rnn(PEEPHOLE, params, inputs(), hoist_projection=True)
-    with pytest.raises(ValueError, match="fused_backward=True needs a cell with the `gate_split`"):
-        rnnjax.rnn(PEEPHOLE, params, inputs(), fused_backward=True)
     shape_not_size = PEEPHOLE._replace(input_size=lambda params: params["w"].shape)
     with pytest.raises(TypeError, match=r"input_size\(params\) must return an int .*; got tuple"):
         rnnjax.rnn(shape_not_size, params, inputs())

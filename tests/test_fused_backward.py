@@ -1,4 +1,5 @@
-"""``fused_backward=True``: the hand-scheduled backward pass equals autodiff of the scan."""
+"""The default differentiation of cells with ``gate_split`` (a ``custom_jvp`` whose transpose
+is the hand-scheduled backward pass) equals autodiff of the plain scan, in every mode."""
 
 import functools
 import operator
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 import rnnjax
-from tests.cells_under_test import CASE_IDS, CASES, random_carry, random_params
+from tests.cells_under_test import CASES, random_carry, random_params
 
 BATCH, TIME, FEATURES = 3, 6, 4
 FUSED = [case for case in CASES if case.cell.gate_split is not None]
@@ -26,27 +27,32 @@ def make_inputs(case, key=0, batch_shape=(BATCH,), dtype=jnp.float32):
     return params, xs, random_carry(case, keys[2], batch_shape, dtype)
 
 
-def loss(cell, params, xs, carry, fused_backward, **kwargs):
+def autodiff_twin(cell):
+    """The same cell without ``gate_split``: ``rnnjax.rnn`` differentiates its scan by
+    plain autodiff, the reference here."""
+    return cell._replace(gate_split=None)
+
+
+def loss(cell, params, xs, carry, fused, **kwargs):
     """Weights every output and both carries, so each cotangent path is exercised."""
-    final, ys = rnnjax.rnn(
-        cell, params, xs, initial_carry=carry, fused_backward=fused_backward, **kwargs
-    )
+    cell = cell if fused else autodiff_twin(cell)
+    final, ys = rnnjax.rnn(cell, params, xs, initial_carry=carry, **kwargs)
     weights = jnp.sin(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
     return jnp.sum(ys * weights) + sum(jnp.sum(jnp.cos(c)) for c in jax.tree.leaves(final))
 
 
-def grads(case, params, xs, carry, fused_backward, seq_lengths=None, **static):
+def grads(case, params, xs, carry, fused, seq_lengths=None, resets=None, **static):
     """``(loss, (d_params, d_xs, d_carry))``, compiled once per cell and static settings."""
-    return _compiled_grads(case.cell, fused_backward, tuple(sorted(static.items())))(
-        params, xs, carry, seq_lengths
+    return _compiled_grads(case.cell, fused, tuple(sorted(static.items())))(
+        params, xs, carry, seq_lengths, resets
     )
 
 
 @functools.cache
-def _compiled_grads(cell, fused_backward, static):
-    def fn(params, xs, carry, seq_lengths):
-        kwargs = dict(static, seq_lengths=seq_lengths)
-        return loss(cell, params, xs, carry, fused_backward, **kwargs)
+def _compiled_grads(cell, fused, static):
+    def fn(params, xs, carry, seq_lengths, resets):
+        kwargs = dict(static, seq_lengths=seq_lengths, resets=resets)
+        return loss(cell, params, xs, carry, fused, **kwargs)
 
     return jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 2)))
 
@@ -63,21 +69,23 @@ def test_every_built_in_cell_with_a_recurrent_matmul_but_reset_before_gru_has_th
 
 @pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
 @pytest.mark.parametrize(
-    "reverse, lengths, remat",
+    "reverse, lengths, remat, resets",
     [
-        (False, None, False),
-        (False, (6, 0, 3), False),
-        (True, (2, 6, 0), False),
-        (True, None, True),
-        (False, (5, 1, 6), True),
+        (False, None, False, False),
+        (False, (6, 0, 3), False, False),
+        (True, (2, 6, 0), False, True),
+        (True, None, True, False),
+        (False, (5, 1, 6), True, True),
     ],
-    ids=["full", "padded", "reverse-padded", "reverse-remat", "padded-remat"],
+    ids=["full", "padded", "reverse-padded-resets", "reverse-remat", "padded-remat-resets"],
 )
-def test_gradients_equal_autodiff(case, reverse, lengths, remat):
+def test_gradients_equal_autodiff(case, reverse, lengths, remat, resets):
     params, xs, carry = make_inputs(case)
     kwargs = dict(reverse=reverse, remat=remat)
     if lengths is not None:
         kwargs["seq_lengths"] = jnp.array(lengths)
+    if resets:  # a reset on a padded step too: it must not touch the kept carry
+        kwargs["resets"] = jnp.zeros((BATCH, TIME), bool).at[:, 2].set(True).at[2, 5].set(True)
     fused = grads(case, params, xs, carry, True, **kwargs)
     autodiff = grads(case, params, xs, carry, False, **kwargs)
     assert_trees_close(fused, autodiff)
@@ -88,8 +96,8 @@ def test_gradients_match_finite_differences_in_float64(case):
     with jax.enable_x64(True):
         params, xs, carry = make_inputs(case, dtype=jnp.float64)
         lengths = jnp.array([6, 2, 4])
-        fn = functools.partial(loss, case.cell, fused_backward=True, seq_lengths=lengths)
-        check_grads(fn, (params, xs, carry), order=2, modes=["rev"], atol=1e-6, rtol=1e-6)
+        fn = functools.partial(loss, case.cell, fused=True, seq_lengths=lengths)
+        check_grads(fn, (params, xs, carry), order=2, modes=["fwd", "rev"], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
@@ -126,9 +134,9 @@ def test_vmap_of_grad_equals_per_example_grads():
     case = FUSED[2]
     params, xs, carry = make_inputs(case)
 
-    def example_grad(fused_backward, x, c):
+    def example_grad(fused, x, c):
         one = jax.tree.map(lambda a: a[None], (x, c))
-        return jax.grad(lambda p: loss(case.cell, p, *one, fused_backward))(params)
+        return jax.grad(lambda p: loss(case.cell, p, *one, fused))(params)
 
     per_example = jax.vmap(functools.partial(example_grad, True))(xs, carry)
     for b in range(BATCH):
@@ -141,21 +149,10 @@ def test_layer_with_recurrent_dropout_and_segments(case):
     params, xs, _ = make_inputs(case)
     lengths, key = jnp.array([6, 2, 4]), jax.random.key(3)
 
-    def value_and_grad(fused_backward, remat):
-        layer = (
-            rnnjax.layer(
-                case.cell,
-                dropout=0.2,
-                recurrent_dropout=0.3,
-                remat=remat,
-                segment_length=4,
-                fused_backward=fused_backward,
-            )
-            if remat
-            else rnnjax.layer(
-                case.cell, dropout=0.2, recurrent_dropout=0.3, fused_backward=fused_backward
-            )
-        )
+    def value_and_grad(fused, remat):
+        cell = case.cell if fused else autodiff_twin(case.cell)
+        settings = dict(remat=remat, segment_length=4) if remat else {}
+        layer = rnnjax.layer(cell, dropout=0.2, recurrent_dropout=0.3, **settings)
         fn = lambda p: jnp.sum(  # noqa: E731
             layer.apply(p, xs, seq_lengths=lengths, key=key, deterministic=False)[1] ** 2
         )
@@ -169,49 +166,55 @@ def test_layer_with_recurrent_dropout_and_segments(case):
 def test_bfloat16_compute_gradients_close_to_float32(case):
     params, xs, _ = make_inputs(case)
 
-    def grad(compute_dtype, fused_backward):
-        layer = rnnjax.layer(case.cell, compute_dtype=compute_dtype, fused_backward=fused_backward)
+    def grad(compute_dtype, fused):
+        cell = case.cell if fused else autodiff_twin(case.cell)
+        layer = rnnjax.layer(cell, compute_dtype=compute_dtype)
         return jax.grad(lambda p: jnp.mean(layer.apply(p, xs)[1] ** 2))(params)
 
     want = grad(None, False)
-    for fused_backward in (False, True):
-        got = grad(jnp.bfloat16, fused_backward)
+    for fused in (False, True):
+        got = grad(jnp.bfloat16, fused)
         assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(got))
         assert_trees_close(got, want, tol=3e-2)
 
 
-@pytest.mark.parametrize("fused_backward", [False, True], ids=["autodiff", "fused"])
-def test_bfloat16_weight_gradients_accumulate_in_float32(fused_backward):
+@pytest.mark.parametrize("fused", [False, True], ids=["autodiff", "fused"])
+def test_bfloat16_weight_gradients_accumulate_in_float32(fused):
     # Summed over 512 steps in bfloat16, the recurrent kernel's gradient was 10-20% off.
     cell = rnnjax.lstm(16)
     params = cell.init(jax.random.key(0), 8)
     xs = jax.random.normal(jax.random.key(1), (4, 512, 8))
 
     def grad(compute_dtype):
-        layer = rnnjax.layer(cell, compute_dtype=compute_dtype, fused_backward=fused_backward)
+        layer = rnnjax.layer(cell if fused else autodiff_twin(cell), compute_dtype=compute_dtype)
         return jax.jit(jax.grad(lambda p: jnp.mean(layer.apply(p, xs)[1] ** 2)))(params)
 
     for got, want in zip(grad(jnp.bfloat16), grad(None), strict=True):
         assert jnp.linalg.norm(got - want) < 2e-2 * jnp.linalg.norm(want)
 
 
-def test_forward_mode_raises_a_clear_error():
-    case = FUSED[2]
+@pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)
+def test_forward_mode_and_second_order_equal_autodiff(case):
     params, xs, carry = make_inputs(case)
-    fn = lambda x: loss(case.cell, params, x, carry, True)  # noqa: E731
-    with pytest.raises(TypeError, match="forward-mode"):
-        jax.jvp(fn, (xs,), (jnp.ones_like(xs),))
-    jax.jvp(lambda x: loss(case.cell, params, x, carry, False), (xs,), (jnp.ones_like(xs),))
+    lengths = jnp.array([6, 2, 4])
+    tangent = jnp.cos(xs)
+    results = []
+    for fused in (True, False):
+        fn = lambda x, fused=fused: loss(case.cell, params, x, carry, fused, seq_lengths=lengths)  # noqa: E731
+        hessian_row = jax.grad(lambda x, fn=fn: jax.jvp(fn, (x,), (tangent,))[1])(xs)
+        results.append((jax.jvp(fn, (xs,), (tangent,)), hessian_row))
+    assert_trees_close(*results, tol=1e-4)
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_cells_without_the_split_raise(case):
+def test_fused_backward_is_a_deprecated_no_op():
+    case = FUSED[2]
     params, xs, _ = make_inputs(case)
-    if case.cell.gate_split is not None:
-        rnnjax.rnn(case.cell, params, xs, fused_backward=True)
-        return
-    with pytest.raises(ValueError, match="fused_backward=True needs a cell with the `gate_split`"):
-        rnnjax.rnn(case.cell, params, xs, fused_backward=True)
+    want = rnnjax.rnn(case.cell, params, xs)
+    with pytest.warns(DeprecationWarning, match="rnnjax.rnn: fused_backward is deprecated"):
+        got = rnnjax.rnn(case.cell, params, xs, fused_backward=True)
+    assert_trees_close(got, want, tol=0)
+    with pytest.warns(DeprecationWarning, match="rnnjax.layer: fused_backward is deprecated"):
+        rnnjax.layer(case.cell, fused_backward=False)
 
 
 @pytest.mark.parametrize("case", FUSED, ids=FUSED_IDS)

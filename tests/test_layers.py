@@ -486,7 +486,7 @@ def test_derived_cells_are_complete_cells_nesting_in_any_order():
         assert isinstance(fresh, derived.RecurrentDropoutParams), name
         assert fresh.recurrent_mask is None and nested.input_size(fresh) == FEATURES
         assert fresh.params.kernel.dtype == jnp.float32  # honest params: the cell's own
-        paths = ({"hoist_projection": False}, {"hoist_projection": True}, {"fused_backward": True})
+        paths = ({"hoist_projection": False}, {"hoist_projection": True})
         for path in paths:
             _, ys = rnnjax.rnn(nested, wrapped, inputs(), **path)
             np.testing.assert_allclose(ys, want, atol=3e-2, err_msg=f"{name} {path}")
@@ -503,11 +503,12 @@ def _dot_operand_dtypes(jaxpr):
     return found
 
 
-@pytest.mark.parametrize("fused_backward", [False, True])
-def test_bfloat16_matmuls_take_bfloat16_operands_forward_and_backward(fused_backward):
-    params = rnnjax.lstm(HIDDEN).init(jax.random.key(0), FEATURES)
+@pytest.mark.parametrize("gate_split", [True, False], ids=["default", "plain-autodiff"])
+def test_bfloat16_matmuls_take_bfloat16_operands_forward_and_backward(gate_split):
+    cell = rnnjax.lstm(HIDDEN)
+    params = cell.init(jax.random.key(0), FEATURES)
     mixed = rnnjax.layer(
-        rnnjax.lstm(HIDDEN), compute_dtype=jnp.bfloat16, fused_backward=fused_backward
+        cell if gate_split else cell._replace(gate_split=None), compute_dtype=jnp.bfloat16
     )
     loss = lambda p, x: jnp.sum(mixed.apply(p, x)[1])  # noqa: E731
     jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(params, inputs()).jaxpr

@@ -17,8 +17,8 @@ HIDDEN = 5
 CASES = [
     (rnnjax.linen.SimpleRNN(HIDDEN, activation=jax.nn.relu),
      rnnjax.simple_rnn(HIDDEN, jax.nn.relu), {}),
-    (rnnjax.linen.LSTM(HIDDEN, return_sequences=True, go_backwards=True, fused_backward=True),
-     rnnjax.lstm(HIDDEN), {"return_sequences": True, "go_backwards": True, "fused_backward": True}),
+    (rnnjax.linen.LSTM(HIDDEN, return_sequences=True, go_backwards=True),
+     rnnjax.lstm(HIDDEN), {"return_sequences": True, "go_backwards": True}),
     (rnnjax.linen.GRU(HIDDEN, reset_after=False, return_state=True, dropout=0.3,
                       recurrent_dropout=0.4, unroll=2, hoist_projection=True),
      rnnjax.gru(HIDDEN, reset_after=False),
@@ -41,7 +41,6 @@ def test_module_equals_functional(module, cell, options):
             "dropout",
             "recurrent_dropout",
             "unroll",
-            "fused_backward",
             "hoist_projection",
         )
         layer_options = {k: v for k, v in options.items() if k in layer_keys}
@@ -53,21 +52,18 @@ def test_module_equals_functional(module, cell, options):
         assert_equal(got, keras_structure(final, ys, lengths, **structure))
 
 
-def test_fused_backward_gradients_equal_autodiff():
+def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_deprecated():
     xs = inputs()
-
-    def grads(fused_backward):
-        module = rnnjax.linen.GRU(HIDDEN, return_sequences=True, fused_backward=fused_backward)
-        variables = module.init(jax.random.key(0), xs)
-        loss = lambda v, x: jnp.sum(module.apply(v, x, seq_lengths=LENGTHS) ** 2)  # noqa: E731
-        return jax.grad(loss, argnums=(0, 1))(variables, xs)
-
-    for a, b in zip(jax.tree.leaves(grads(True)), jax.tree.leaves(grads(False)), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    module = rnnjax.linen.GRU(HIDDEN, fused_backward=True)
+    module = rnnjax.linen.GRU(HIDDEN, return_sequences=True)
     variables = module.init(jax.random.key(0), xs)
-    with pytest.raises(TypeError, match="forward-mode"):  # the option reached rnnjax.rnn
-        jax.jvp(lambda x: module.apply(variables, x), (xs,), (xs,))
+    plain = rnnjax.layer(rnnjax.gru(HIDDEN)._replace(gate_split=None))
+    params = variables["params"]["cell"]
+    got = jax.jvp(lambda x: module.apply(variables, x, seq_lengths=LENGTHS), (xs,), (xs**2,))
+    want = jax.jvp(lambda x: plain.apply(params, x, seq_lengths=LENGTHS)[1], (xs,), (xs**2,))
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.warns(DeprecationWarning, match="fused_backward is deprecated"):
+        rnnjax.linen.GRU(HIDDEN, fused_backward=True).init(jax.random.key(0), xs)
 
 
 def test_dropout_rng_and_deterministic():

@@ -141,6 +141,26 @@ def test_linear_recurrence_matches_a_loop(method, time_major):
         tight(final, want_final[0])
 
 
+@pytest.mark.parametrize("method", ["sequential", "associative"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_linear_recurrence_derivatives_of_order_2(method, reverse):
+    """The custom tangent rule (and its transpose, reverse mode) against finite differences."""
+    with jax.enable_x64(True):
+        keys = jax.random.split(jax.random.key(4), 3)
+        a = jax.random.uniform(keys[0], (2, 4, 2), jnp.float64)
+        b = jax.random.normal(keys[1], (2, 4, 2), jnp.float64)
+        initial = jax.random.normal(keys[2], (2, 2), jnp.float64)
+
+        def loss(a, b, initial):
+            final, hs = rnnjax.linear_recurrence(
+                a, b, initial=initial, seq_lengths=jnp.array([4, 2]), reverse=reverse,
+                method=method,
+            )  # fmt: skip
+            return jnp.sum(jnp.sin(hs)) + jnp.sum(final**2)
+
+        check_grads(loss, (a, b, initial), order=2, modes=["fwd", "rev"], eps=1e-4)
+
+
 def test_errors_name_the_argument():
     a = jnp.ones((2, 3, 4))
     with pytest.raises(ValueError, match=r"a and b must have the same shape; got a \(2, 3, 4\)"):

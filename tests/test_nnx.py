@@ -37,7 +37,7 @@ CASES = [
     ("simple_rnn-relu", {"return_sequences": True, "remat": True, "go_backwards": True}),
     ("lstm", {"initializer": "torch", "dropout": 0.3, "recurrent_dropout": 0.4}),
     ("gru", {"return_sequences": True, "dropout": 0.3, "recurrent_dropout": 0.4}),
-    ("lstm", {"return_state": True, "recurrent_dropout": 0.4, "fused_backward": True}),
+    ("lstm", {"return_state": True, "recurrent_dropout": 0.4, "hoist_projection": True}),
 ]
 
 
@@ -83,8 +83,7 @@ def test_module_equals_functional(kind, options, lengths):
     layer_options = {
         k: v
         for k, v in options.items()
-        if k in ("dropout", "recurrent_dropout", "unroll", "remat", "fused_backward")
-        or k == "hoist_projection"
+        if k in ("dropout", "recurrent_dropout", "unroll", "remat", "hoist_projection")
     }
     layer = rnnjax.layer(cell, reverse=options.get("go_backwards", False), **layer_options)
     final, ys = layer.apply(
@@ -101,22 +100,17 @@ def test_module_equals_functional(kind, options, lengths):
     assert_equal(got, want)
 
 
-def test_fused_backward_gradients_equal_autodiff():
-    def grads(fused_backward):
-        module = rnnjax.nnx.LSTM(
-            FEATURES, HIDDEN, return_sequences=True, fused_backward=fused_backward, rngs=nnx.Rngs(0)
-        )
-        loss = lambda m, x: jnp.sum(m(x, seq_lengths=LENGTHS, deterministic=True) ** 2)  # noqa: E731
-        return nnx.grad(loss, argnums=(0, 1))(module, inputs())
-
-    fused = rnnjax.nnx.LSTM(FEATURES, HIDDEN, fused_backward=True, rngs=nnx.Rngs(0))
-    with pytest.raises(TypeError, match="forward-mode"):  # the option reached rnnjax.rnn
-        jax.jvp(lambda x: fused(x, deterministic=True), (inputs(),), (inputs(1),))
-    (fused_module, fused_xs), (module, xs) = grads(True), grads(False)
-    np.testing.assert_allclose(fused_xs, xs, rtol=1e-5, atol=1e-6)
-    fused_state, state = nnx.state(fused_module), nnx.state(module)
-    for a, b in zip(jax.tree.leaves(fused_state), jax.tree.leaves(state), strict=True):
+def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_deprecated():
+    module = rnnjax.nnx.LSTM(FEATURES, HIDDEN, return_sequences=True, rngs=nnx.Rngs(0))
+    plain = rnnjax.layer(rnnjax.lstm(HIDDEN)._replace(gate_split=None))
+    primals, tangents = (inputs(),), (inputs(1),)
+    got = jax.jvp(lambda x: module(x, deterministic=True), primals, tangents)
+    want = jax.jvp(lambda x: plain.apply(module.params, x)[1], primals, tangents)
+    for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.warns(DeprecationWarning, match="fused_backward is deprecated"):
+        old = rnnjax.nnx.LSTM(FEATURES, HIDDEN, fused_backward=True, rngs=nnx.Rngs(0))
+        old(inputs())
 
 
 def test_init_matches_cell_init_and_dtypes():

@@ -12,8 +12,9 @@ Optional capabilities are one field each, ``None`` when the cell lacks them:
   projection of every time step can run as one large matmul before the scan; the same split
   takes a recurrent dropout mask. :func:`rnnjax.layer`'s ``recurrent_dropout`` needs it.
 * ``gate_split`` (:class:`GateSplit`): the recurrent part split once more into its matmul and
-  its elementwise gates, which the hand-scheduled backward pass (``fused_backward=True``)
-  differentiates. Needs ``projection``.
+  its elementwise gates: :func:`rnnjax.rnn` then differentiates the cell with a tangent rule
+  that JAX transposes into a hand-scheduled backward pass (weight gradients as large matmuls
+  after the reverse scan). Needs ``projection``.
 * ``linear_scan`` (:class:`LinearScan`): a recurrence linear in the state, which
   :func:`rnnjax.rnn` runs as :func:`rnnjax.linear_recurrence` over all steps at once.
 
@@ -133,9 +134,10 @@ class Projection(NamedTuple):
 class GateSplit(NamedTuple):
     """Capability: the recurrent part split into a matmul and elementwise gates.
 
-    ``projection.step(p, c, u, m) == gates(c, combine(u, recurrent(p, output(c) * m)))``. The
-    hand-scheduled backward pass (``fused_backward=True``) scans ``gates`` backwards and runs
-    the transposes of ``project`` and ``recurrent`` over all steps at once.
+    ``projection.step(p, c, u, m) == gates(c, combine(u, recurrent(p, output(c) * m)))``, and
+    ``combine`` is linear. :func:`rnnjax.rnn`'s tangent rule scans the tangent of ``gates``
+    and runs ``project`` and ``recurrent`` over all steps at once; its transpose, reverse
+    mode, is the hand-scheduled backward pass.
 
     Attributes:
       recurrent: :class:`RecurrentFn`, ``h @ recurrent_kernel`` (plus any recurrent bias).

@@ -9,6 +9,7 @@ a ``projection`` may have its input projection hoisted out of the scan, and one 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -126,7 +127,7 @@ def rnn(
     time_major: bool = False,
     unroll: int | bool = 1,
     remat: bool = False,
-    fused_backward: bool = False,
+    fused_backward: bool | None = None,
     hoist_projection: bool | None = None,
     parallel: bool | None = None,
 ) -> tuple[Carry, Array]:
@@ -155,14 +156,8 @@ def rnn(
       unroll: passed to ``lax.scan``.
       remat: recompute each step's gate activations in the backward pass
         (``jax.checkpoint``), keeping only the carries: less memory, a little more compute.
-      fused_backward: differentiate by a hand-scheduled backward pass (``jax.custom_vjp``)
-        instead of autodiff of the scan: the reverse scan carries only the state's cotangent
-        through ``recurrent_kernel``, and the weight and input gradients are three large
-        matmuls over all steps after it. Same values and gradients to rounding; faster
-        (see benchmarks/README.md), but reverse mode only: ``jax.jvp`` and ``jax.jacfwd``
-        raise, and higher derivatives are those of the hand-written pass. Needs a cell with
-        the ``gate_split`` capability (the built-in ``simple_rnn``, ``lstm`` and
-        ``gru(reset_after=True)``); not with ``resets``.
+      fused_backward: deprecated, no effect (a ``DeprecationWarning``): the fast backward
+        pass it chose is the default now, see "Differentiation" below.
       hoist_projection: run the input projection ``xs @ kernel + bias`` for all steps as one
         matmul before the scan (``True``) or inside each step (``False``). Both give the
         same values to float32 rounding. Default ``None``: hoisted on accelerators, per step
@@ -185,6 +180,18 @@ def rnn(
         shapes, for params that are not the cell's, a wrong rank, feature size, carry,
         ``seq_lengths`` or ``resets``; and for a capability the cell lacks.
 
+    Differentiation:
+      A cell with the ``gate_split`` capability (``simple_rnn``, ``lstm``,
+      ``gru(reset_after=True)``) runs under a ``jax.custom_jvp`` whose tangent rule computes
+      the weights' and inputs' tangents as large matmuls over all steps and scans only the
+      state's tangent. JAX transposes it into a hand-scheduled backward pass (a reverse scan
+      of the state's cotangent, then the weight gradients as three large matmuls), faster
+      than autodiff of the scan, while ``jax.jvp``, ``jax.jacfwd``, ``jax.hessian`` and
+      ``grad`` of ``grad`` work as for any JAX function. Cells without it (``gru(
+      reset_after=False)``, whose reset gate acts before its second matmul, and custom cells
+      without ``gate_split``) are differentiated by plain autodiff of the scan;
+      ``linear_scan`` cells through :func:`rnnjax.linear_recurrence`'s own tangent rule.
+
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax
       >>> cell = rnnjax.lstm(8)
@@ -196,6 +203,7 @@ def rnn(
       >>> bool((ys[1, 2:] == 0).all())                   # zeros past the length
       True
     """
+    warn_fused_backward(fused_backward, "rnnjax.rnn")
     time, batch_shape = check_xs(cell, params, xs, time_major)
     xs = jnp.asarray(xs)  # a NumPy float64 array becomes float32 unless x64 is enabled
     fresh = cell.initial_carry(params, batch_shape, carry_dtype(cell, params, xs, batch_shape))
@@ -209,20 +217,14 @@ def rnn(
     if resets is not None:
         flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
 
-    if fused_backward:
-        if cell.projection is None or cell.gate_split is None:
-            raise ValueError(
-                "rnnjax.rnn: fused_backward=True needs a cell with the `gate_split` capability"
-                " (simple_rnn, lstm, gru(reset_after=True)); this cell has none"
-            )
-        if flags is not None:
-            raise ValueError("rnnjax.rnn: fused_backward=True does not take resets")
-        final_carry, ys = fused_scan(
-            cell, reverse, unroll, remat, params, initial_carry, inputs, valid
-        )
-    elif _choose_parallel(cell, parallel):
+    if _choose_parallel(cell, parallel):
         final_carry, ys = _run_linear(
             cell, params, inputs, initial_carry, fresh, valid, flags, reverse, remat
+        )
+    elif cell.projection is not None and cell.gate_split is not None:
+        hoist = _choose_step(cell, hoist_projection)
+        final_carry, ys = fused_scan(
+            cell, reverse, unroll, remat, hoist, params, initial_carry, inputs, valid, flags, fresh
         )
     else:
         step, inputs = _step_and_inputs(cell, params, inputs, hoist_projection, remat)
@@ -237,6 +239,17 @@ def rnn(
             body, initial_carry, (inputs, valid, flags), reverse=reverse, unroll=unroll
         )
     return final_carry, jnp.moveaxis(ys, 0, time_axis)
+
+
+def warn_fused_backward(fused_backward: bool | None, where: str) -> None:
+    """The deprecation warning for ``fused_backward``, which no longer does anything."""
+    if fused_backward is not None:
+        warnings.warn(
+            f"{where}: fused_backward is deprecated and has no effect; the hand-scheduled"
+            " backward pass is the default now (and keeps jax.jvp); drop the argument",
+            DeprecationWarning,
+            stacklevel=3,
+        )
 
 
 def _choose_parallel(cell: Cell, parallel: bool | None) -> bool:

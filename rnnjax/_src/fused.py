@@ -1,50 +1,55 @@
-"""The hand-scheduled backward pass of :func:`rnnjax.rnn` (``fused_backward=True``).
+"""The default differentiation of :func:`rnnjax.rnn` for cells with ``gate_split``.
 
 Autodiff of the scan accumulates the weight gradients inside the reverse scan: per step,
 ``h_{t-1}^T dz_t`` and ``x_t^T dz_t``, small matmuls with the batch as the contraction. Here
-the reverse scan computes only ``dz_t`` (the cotangent of the pre-activations) and the
-state's cotangent through the recurrent matmul; the gradients of the weights and inputs are
-then the VJPs of the cell's ``project`` and ``recurrent`` over all steps at once, as large
-matmuls. The forward pass keeps each step's carry and pre-activations ``z`` (with ``remat``,
-the carry only, and the backward pass recomputes ``z``). Everything is asked of the cell's
-``projection`` and ``gate_split`` capabilities.
+``jax.custom_jvp`` gives the scan a tangent rule shaped for reverse mode: the tangents of the
+weights and inputs enter through the cell's ``project`` and ``recurrent`` applied to all
+steps at once (large matmuls, outside any scan), and the scan carries only the state's
+tangent through the recurrent matmul and the gates. The rule is linear in the tangents, so
+JAX transposes it into the hand-scheduled backward pass: a reverse scan of the state's
+cotangent, then the weight gradients as large matmuls. And being a JVP, ``jax.jvp``,
+``jax.jacfwd``, ``jax.hessian`` and ``grad`` of ``grad`` all work.
+
+The forward pass keeps each step's carry and pre-activations ``z`` (with ``remat``, the carry
+only, and the backward pass recomputes ``z``); the gates' activations are recomputed in the
+backward pass from those (``jax.checkpoint``), as a hand-written backward would.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from rnnjax._src.contract import Carry, Cell, Params
-from rnnjax._src.updates import advance, select
+from rnnjax._src.updates import advance, reset
 
 Array = jax.Array
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4))
 def fused_scan(
     cell: Cell,
     reverse: bool,
     unroll: int | bool,
     remat: bool,
+    hoist: bool,
     params: Params,
     initial_carry: Carry,
     inputs: Array,
     valid: Array | None,
+    flags: Array | None,
+    fresh: Carry,
 ) -> tuple[Carry, Array]:
-    """``lax.scan`` of the cell over ``inputs [time, *batch, features]``, hand-differentiated."""
-    outputs, _ = _forward(cell, reverse, unroll, remat, params, initial_carry, inputs, valid)
+    """``lax.scan`` of the cell over ``inputs [time, *batch, features]`` with the tangent rule
+    above; ``valid`` and ``flags`` (resets, entering ``fresh``) are ``[time, *batch]``."""
+    outputs, _ = _forward(cell, reverse, unroll, remat, hoist, params, initial_carry, inputs,
+                          valid, flags, fresh)  # fmt: skip
     return outputs
-
-
-def _preactivations(cell: Cell, params: Params, carry: Carry, x_t: Array) -> Array:
-    assert cell.projection is not None and cell.gate_split is not None
-    split = cell.gate_split
-    projected = cell.projection.project(params, x_t)
-    return split.combine(projected, split.recurrent(params, cell.output(carry)))
 
 
 def _forward(
@@ -52,87 +57,142 @@ def _forward(
     reverse: bool,
     unroll: int | bool,
     remat: bool,
+    hoist: bool,
     params: Params,
     initial_carry: Carry,
     inputs: Array,
     valid: Array | None,
+    flags: Array | None,
+    fresh: Carry,
 ) -> tuple[tuple[Carry, Array], Any]:
-    assert cell.gate_split is not None
-    gates = cell.gate_split.gates
+    """The scan, and what the tangent rule reads: each step's carry (after any reset) and,
+    without ``remat``, its pre-activations."""
+    assert cell.projection is not None and cell.gate_split is not None
+    project, (recurrent, combine, gates) = cell.projection.project, cell.gate_split
     output_dtype = cell.output(initial_carry).dtype
+    read = project(params, inputs) if hoist else inputs
 
-    def body(carry: Carry, inputs_t: tuple[Array, Array | None]) -> tuple[Carry, Any]:
-        x_t, valid_t = inputs_t
-        z = _preactivations(cell, params, carry, x_t)
-        new_carry, y = advance(carry, *gates(carry, z), valid_t, output_dtype)
-        return new_carry, (y, carry if remat else (carry, z))
+    def body(carry: Carry, inputs_t: tuple[Array, Any, Any]) -> tuple[Carry, Any]:
+        read_t, valid_t, flag_t = inputs_t
+        entering = reset(carry, fresh, flag_t)
+        projected = read_t if hoist else project(params, read_t)
+        z = combine(projected, recurrent(params, cell.output(entering)))
+        new_carry, y = advance(carry, *gates(entering, z), valid_t, output_dtype)
+        return new_carry, (y, entering if remat else (entering, z))
 
-    final_carry, (ys, saved) = jax.lax.scan(
-        body, initial_carry, (inputs, valid), reverse=reverse, unroll=unroll
+    final, (ys, saved) = jax.lax.scan(
+        body, initial_carry, (read, valid, flags), reverse=reverse, unroll=unroll
     )
-    return (final_carry, ys), (params, inputs, valid, saved)
+    return (final, ys), saved
 
 
-def _backward(
+def _fused_scan_jvp(
     cell: Cell,
     reverse: bool,
     unroll: int | bool,
     remat: bool,
-    residuals: Any,
-    cotangents: tuple[Carry, Array],
-) -> tuple[Params, Carry, Array, None]:
+    hoist: bool,
+    primals: tuple[Any, ...],
+    tangents: tuple[Any, ...],
+) -> tuple[Any, Any]:
     assert cell.projection is not None and cell.gate_split is not None
     project, (recurrent, combine, gates) = cell.projection.project, cell.gate_split
-    params, inputs, valid, saved = residuals
-    ct_final, ct_ys = cotangents
-    carries = saved if remat else saved[0]  # the carry before each step, [time, *batch, ...]
+    params, _, inputs, valid, flags, _ = primals
+    d_params, d_initial, d_inputs, _, _, d_fresh = tangents
+    d_fresh = _instantiate(d_fresh)
+    (final, ys), saved = _forward(cell, reverse, unroll, remat, hoist, *primals)
+    carries = saved if remat else saved[0]  # the carry entering each step, [time, *batch, ...]
+    output_dtype = ys.dtype
 
-    def split_cotangent(ct_z: Array, h: Array, x: Array) -> tuple[Array, Array]:
-        """``combine``'s transpose: the cotangents of ``projected`` and ``recurrent``, with
-        the leading axes of ``ct_z`` (``h`` and ``x`` give their widths and dtypes)."""
-        widths = jax.eval_shape(lambda h, x: (project(params, x), recurrent(params, h)), h, x)
-        lead = ct_z.shape[:-1]
-        shapes = [jax.ShapeDtypeStruct((*lead, w.shape[-1]), w.dtype) for w in widths]
-        return jax.linear_transpose(combine, *shapes)(ct_z)
+    # The weights' and inputs' share of each step's pre-activation tangent, for all steps at
+    # once: ``x dW + dx W + db`` over rows [time * batch, n], and ``h dU`` over
+    # [time, *batch, H] (as a derived cell's per-sequence recurrent mask [*batch, H] needs).
+    hs = cell.output(carries)
+    d_projected = _jvp_of_nonzero(
+        lambda p, x: project(p, _rows(x)).reshape(*x.shape[:-1], -1),
+        (params, inputs),
+        (d_params, d_inputs),
+    )
+    d_recurrent = _jvp_of_nonzero(lambda p: recurrent(p, hs), (params,), (d_params,))
+    per_step = jax.eval_shape(lambda: (project(params, inputs[0]), recurrent(params, hs[0])))
+    if d_projected is None and d_recurrent is None:
+        d_outside = None
+    else:
+        zeros = [jnp.zeros((inputs.shape[0], *s.shape), s.dtype) for s in per_step]
+        d_outside = combine(
+            zeros[0] if d_projected is None else d_projected,
+            zeros[1] if d_recurrent is None else d_recurrent,
+        )
+    no_projected = jnp.zeros(per_step[0].shape, per_step[0].dtype)
 
-    def body(ct_carry: Carry, inputs_t: Any) -> tuple[Carry, Array]:
-        x_t, valid_t, saved_t, ct_y = inputs_t
-        carry, z = (saved_t, _preactivations(cell, params, saved_t, x_t)) if remat else saved_t
-        ct_new, ct_kept = ct_carry, None
-        if valid_t is not None:
-            ct_y = select(valid_t, ct_y, jnp.zeros_like(ct_y))
-            ct_new = jax.tree.map(lambda ct: select(valid_t, ct, jnp.zeros_like(ct)), ct_carry)
-            ct_kept = jax.tree.map(lambda ct: select(valid_t, jnp.zeros_like(ct), ct), ct_carry)
-        outputs, gates_vjp = jax.vjp(gates, carry, z)
-        ct_outputs = jax.tree.map(lambda ct, out: ct.astype(out.dtype), (ct_new, ct_y), outputs)
-        ct_carry, ct_z = gates_vjp(ct_outputs)
-        _, ct_recurrent = split_cotangent(ct_z, cell.output(carry), x_t)
-        _, through_matmul = jax.vjp(lambda c: recurrent(params, cell.output(c)), carry)
-        ct_carry = jax.tree.map(jnp.add, ct_carry, through_matmul(ct_recurrent)[0])
-        if ct_kept is not None:
-            ct_carry = jax.tree.map(jnp.add, ct_carry, ct_kept)
-        return ct_carry, ct_z
+    def preactivations(carry: Carry, x_t: Array) -> Array:
+        return combine(project(params, x_t), recurrent(params, cell.output(carry)))
 
-    ct_initial, ct_zs = jax.lax.scan(
-        body, ct_final, (inputs, valid, saved, ct_ys), reverse=not reverse, unroll=unroll
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def linear_step(
+        carry: Carry, z: Array | None, x_t: Array | None, d_carry: Carry, d_outside_t: Any
+    ) -> Any:
+        """The step's tangent, given its primal inputs; activations (and, with ``remat``,
+        the pre-activations) are recomputed in the backward pass rather than saved."""
+        if z is None:
+            z = preactivations(carry, x_t)
+        _, d_h_matmul = jax.jvp(lambda c: recurrent(params, cell.output(c)), (carry,), (d_carry,))
+        d_z = combine(no_projected, d_h_matmul)
+        if d_outside_t is not None:
+            d_z = d_z + d_outside_t
+        return jax.jvp(gates, (carry, z), (d_carry, d_z))[1]
+
+    def body(d_carry: Carry, inputs_t: Any) -> tuple[Carry, Array]:
+        carry, z, x_t, d_outside_t, valid_t, flag_t = inputs_t
+        d_entering = reset(d_carry, d_fresh, flag_t)
+        d_new, d_y = linear_step(carry, z, x_t, d_entering, d_outside_t)
+        return advance(d_carry, d_new, d_y, valid_t, output_dtype)
+
+    zs = None if remat else saved[1]
+    xs_needed = inputs if remat else None
+    d_final, d_ys = jax.lax.scan(
+        body,
+        _instantiate(d_initial),
+        (carries, zs, xs_needed, d_outside, valid, flags),
+        reverse=reverse,
+        unroll=unroll,
+    )
+    return (final, ys), (d_final, d_ys)
+
+
+def _jvp_of_nonzero(fn: Callable[..., Array], primals: tuple, tangents: tuple) -> Array | None:
+    """``jax.jvp(fn, primals, tangents)[1]`` over the arguments whose tangent is not a
+    symbolic zero (no matmul against zeros); ``None`` when every tangent is zero."""
+    live = [i for i, t in enumerate(tangents) if not _is_zero(t)]
+    if not live:
+        return None
+
+    def of_live(*args: Any) -> Array:
+        full = list(primals)
+        for i, arg in zip(live, args, strict=True):
+            full[i] = arg
+        return fn(*full)
+
+    live_primals = tuple(primals[i] for i in live)
+    return jax.jvp(of_live, live_primals, tuple(_instantiate(tangents[i]) for i in live))[1]
+
+
+def _is_zero(tree: Any) -> bool:
+    leaves = jax.tree.leaves(tree, is_leaf=lambda t: isinstance(t, SymbolicZero))
+    return all(isinstance(t, SymbolicZero) for t in leaves)
+
+
+def _instantiate(tree: Any) -> Any:
+    return jax.tree.map(
+        lambda t: jnp.zeros(t.shape, t.dtype) if isinstance(t, SymbolicZero) else t,
+        tree,
+        is_leaf=lambda t: isinstance(t, SymbolicZero),
     )
 
-    # The weight and input gradients over all steps at once: one large matmul each. ``project``
-    # and ``combine`` see rows ``[time * batch, n]``; ``recurrent`` sees ``[time, *batch, H]``,
-    # as a derived cell's per-sequence recurrent mask ``[*batch, H]`` needs.
-    hs = cell.output(carries)
-    ct_projected, ct_recurrent = split_cotangent(_rows(ct_zs), hs, inputs)
-    _, project_vjp = jax.vjp(project, params, _rows(inputs))
-    ct_params, ct_inputs = project_vjp(ct_projected)
-    _, recurrent_vjp = jax.vjp(lambda p: recurrent(p, hs), params)
-    ct_recurrent = ct_recurrent.reshape(*hs.shape[:-1], ct_recurrent.shape[-1])
-    ct_params = jax.tree.map(jnp.add, ct_params, recurrent_vjp(ct_recurrent)[0])
-    return ct_params, ct_initial, ct_inputs.reshape(inputs.shape), None
+
+fused_scan.defjvp(_fused_scan_jvp, symbolic_zeros=True)
 
 
 def _rows(a: Array) -> Array:
     """``[time, *batch, n] -> [time * batch, n]``."""
     return a.reshape(-1, a.shape[-1])
-
-
-fused_scan.defvjp(_forward, _backward)

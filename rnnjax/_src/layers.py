@@ -28,7 +28,7 @@ from rnnjax._src.derived import (
     with_compute_dtype,
     with_recurrent_dropout,
 )
-from rnnjax._src.driver import carry_dtype, check_carry, check_xs, rnn
+from rnnjax._src.driver import carry_dtype, check_carry, check_xs, rnn, warn_fused_backward
 
 Array = jax.Array
 
@@ -72,7 +72,6 @@ class _LayerSettings:
     remat: bool | Literal["segments"]
     segment_length: int | None
     compute_dtype: Any
-    fused_backward: bool
     hoist_projection: bool | None
     parallel: bool | None
 
@@ -167,7 +166,6 @@ def _run(
     options: dict[str, Any] = dict(
         reverse=s.reverse,
         unroll=s.unroll,
-        fused_backward=s.fused_backward,
         hoist_projection=s.hoist_projection,
         parallel=s.parallel,
     )
@@ -238,7 +236,7 @@ def layer(
     remat: bool | Literal["segments"] = False,
     segment_length: int | None = None,
     compute_dtype: DTypeLike | None = None,
-    fused_backward: bool = False,
+    fused_backward: bool | None = None,
     hoist_projection: bool | None = None,
     parallel: bool | None = None,
 ) -> Layer:
@@ -281,8 +279,7 @@ def layer(
         ``ceil(sqrt(time))``. A last shorter segment takes the remainder.
       compute_dtype: e.g. ``jnp.bfloat16`` for mixed precision as above; ``None`` computes
         in the params' dtype.
-      fused_backward: passed to :func:`rnnjax.rnn`: the hand-scheduled backward pass, faster
-        and reverse mode only.
+      fused_backward: deprecated, no effect (see :func:`rnnjax.rnn`).
       hoist_projection: passed to :func:`rnnjax.rnn`: where the input projection runs
         (default: the backend's measured choice).
       parallel: passed to :func:`rnnjax.rnn`: ``False`` steps a ``linear_scan`` cell
@@ -308,6 +305,7 @@ def layer(
       ((2, 5, 8), (2, 8))
       >>> _, ys_train = lstm.apply(params, xs, key=jax.random.key(1), deterministic=False)
     """
+    warn_fused_backward(fused_backward, "rnnjax.layer")
     settings = _LayerSettings(
         cell,
         reverse,
@@ -317,7 +315,6 @@ def layer(
         remat,
         segment_length,
         compute_dtype,
-        fused_backward,
         hoist_projection,
         parallel,
     )

@@ -66,7 +66,7 @@ class RecurrentOptions:
     initializer: str = "keras"
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
-    fused_backward: bool = False
+    fused_backward: bool | None = None  # deprecated, no effect
     hoist_projection: bool | None = None
     cell_settings: tuple[tuple[str, Any], ...] = ()
 
