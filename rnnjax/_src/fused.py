@@ -32,7 +32,7 @@ Array = jax.Array
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2, 3, 4))
-def fused_scan(
+def _fused_scan(
     cell: Cell,
     reverse: bool,
     unroll: int | bool,
@@ -135,6 +135,7 @@ def _fused_scan_jvp(
         """The step's tangent, given its primal inputs; activations (and, with ``remat``,
         the pre-activations) are recomputed in the backward pass rather than saved."""
         if z is None:
+            assert x_t is not None, "with remat the tangent scan reads the inputs"
             z = preactivations(carry, x_t)
         _, d_h_matmul = jax.jvp(lambda c: recurrent(params, cell.output(c)), (carry,), (d_carry,))
         d_z = combine(no_projected, d_h_matmul)
@@ -190,7 +191,11 @@ def _instantiate(tree: Any) -> Any:
     )
 
 
-fused_scan.defjvp(_fused_scan_jvp, symbolic_zeros=True)
+_fused_scan.defjvp(_fused_scan_jvp, symbolic_zeros=True)
+
+# Called outside ``jit`` (eager ``jax.grad``), the rule would run op by op; as one jitted call
+# it compiles once per cell, settings and shapes.
+fused_scan = jax.jit(_fused_scan, static_argnums=(0, 1, 2, 3, 4))
 
 
 def _rows(a: Array) -> Array:
