@@ -224,3 +224,18 @@ def test_split_step_equals_step(case):
     h = rnnjax.hidden_state(cell, carry)
     z = split.combine(cell.projection.project(params, xs[:, 0]), split.recurrent(params, h))
     assert_trees_close(split.gates(carry, z), cell.step(params, carry, xs[:, 0]), tol=1e-6)
+
+
+def test_zero_time_steps_pass_the_carry_through_in_every_mode():
+    case = FUSED[2]
+    params, xs, carry = make_inputs(case)
+    empty = xs[:, :0]
+    for fused in (True, False):
+        _, (d_params, d_xs, d_carry) = grads(case, params, empty, carry, fused)
+        assert d_xs.shape == empty.shape
+        assert all(float(jnp.abs(d).max()) == 0 for d in jax.tree.leaves(d_params))
+        assert_trees_close(d_carry, jax.tree.map(lambda c: -jnp.sin(c), carry))
+        fn = lambda c, fused=fused: loss(case.cell, params, empty, c, fused)  # noqa: E731
+        assert_trees_close(jax.jvp(fn, (carry,), (carry,))[1], sum(
+            jnp.sum(-jnp.sin(c) * c) for c in jax.tree.leaves(carry)
+        ))  # fmt: skip

@@ -105,25 +105,21 @@ def _fused_scan_jvp(
     output_dtype = ys.dtype
 
     # The weights' and inputs' share of each step's pre-activation tangent, for all steps at
-    # once: ``x dW + dx W + db`` over rows [time * batch, n], and ``h dU`` over
-    # [time, *batch, H] (as a derived cell's per-sequence recurrent mask [*batch, H] needs).
+    # once, ``x dW + dx W + db`` and ``h dU`` over [time, *batch, n]: large matmuls (the
+    # built-in cells' ``rnnjax.matmul`` folds the leading axes into rows).
     hs = cell.output(carries)
-    d_projected = _jvp_of_nonzero(
-        lambda p, x: project(p, _rows(x)).reshape(*x.shape[:-1], -1),
-        (params, inputs),
-        (d_params, d_inputs),
-    )
+    d_projected = _jvp_of_nonzero(project, (params, inputs), (d_params, d_inputs))
     d_recurrent = _jvp_of_nonzero(lambda p: recurrent(p, hs), (params,), (d_params,))
-    per_step = jax.eval_shape(lambda: (project(params, inputs[0]), recurrent(params, hs[0])))
+    shapes = jax.eval_shape(lambda: (project(params, inputs), recurrent(params, hs)))
     if d_projected is None and d_recurrent is None:
         d_outside = None
     else:
-        zeros = [jnp.zeros((inputs.shape[0], *s.shape), s.dtype) for s in per_step]
+        zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes]
         d_outside = combine(
             zeros[0] if d_projected is None else d_projected,
             zeros[1] if d_recurrent is None else d_recurrent,
         )
-    no_projected = jnp.zeros(per_step[0].shape, per_step[0].dtype)
+    no_projected = jnp.zeros(shapes[0].shape[1:], shapes[0].dtype)  # one step's
 
     def preactivations(carry: Carry, x_t: Array) -> Array:
         return combine(project(params, x_t), recurrent(params, cell.output(carry)))
@@ -196,8 +192,3 @@ _fused_scan.defjvp(_fused_scan_jvp, symbolic_zeros=True)
 # Called outside ``jit`` (eager ``jax.grad``), the rule would run op by op; as one jitted call
 # it compiles once per cell, settings and shapes.
 fused_scan = jax.jit(_fused_scan, static_argnums=(0, 1, 2, 3, 4))
-
-
-def _rows(a: Array) -> Array:
-    """``[time, *batch, n] -> [time * batch, n]``."""
-    return a.reshape(-1, a.shape[-1])
