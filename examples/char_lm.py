@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import sysconfig
 import time
 from collections.abc import Sequence
@@ -252,4 +253,7 @@ def generate(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # fit saved a checkpoint and said how to resume
+        sys.exit(130)

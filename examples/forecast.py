@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -91,13 +92,13 @@ def train_one(kind: str, data: dict[str, Any], args: argparse.Namespace) -> dict
     trainer = training.make_trainer(loss_fn, optax.adam(args.learning_rate))
     get_batch = training.epoch_batches(data["train"], args.batch_size, seed=args.seed)
     predict_jit = jax.jit(predict)
-    best: dict[str, Any] = {"val_rmse": float("inf")}
 
     def evaluate(params: Any) -> dict[str, float]:
-        val = rmse(predict_jit(params, data["val"]["xs"]), data["val"]["ys"])
-        if val < best["val_rmse"]:  # keep the params of the best validation score
-            best.update(val_rmse=val, params=params)
-        return {"val_rmse_scaled": val}
+        return {"val_rmse_scaled": rmse(predict_jit(params, data["val"]["xs"]), data["val"]["ys"])}
+
+    # The params of the best validation score, checkpointed with the run: a resumed run
+    # reports the same model as an uninterrupted one.
+    best = training.KeepBest("val_rmse_scaled")
 
     # A run interrupted and started again with the same settings resumes from its checkpoint.
     run_name = (
@@ -105,7 +106,7 @@ def train_one(kind: str, data: dict[str, Any], args: argparse.Namespace) -> dict
         f"-b{args.batch_size}-lr{args.learning_rate:g}-seed{args.seed}"
     )
     out = Path(args.out)
-    state = training.fit(
+    training.fit(
         trainer,
         trainer.init(params, k_run),
         get_batch,
@@ -116,11 +117,10 @@ def train_one(kind: str, data: dict[str, Any], args: argparse.Namespace) -> dict
         log_every=25,
         evaluate=evaluate,
         eval_every=args.eval_every,
+        keep_best=best,
         progress=not args.no_progress,
     )
-    if "params" not in best:  # resumed at the end: nothing evaluated this time
-        evaluate(state.params)
-    return {"params": best["params"], "predict": predict_jit, "val_rmse_scaled": best["val_rmse"]}
+    return {"params": best.params, "predict": predict_jit, "val_rmse_scaled": best.score}
 
 
 def main() -> None:
@@ -235,4 +235,7 @@ def plot(path: Path, dataset: str, truth: np.ndarray, test_xs: np.ndarray, forec
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # fit saved a checkpoint and said how to resume
+        sys.exit(130)

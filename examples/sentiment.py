@@ -204,4 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # fit saved a checkpoint and said how to resume
+        sys.exit(130)

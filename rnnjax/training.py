@@ -4,6 +4,7 @@
 only when used.
 """
 
+from rnnjax._src.training import KeepBest as KeepBest
 from rnnjax._src.training import Trainer as Trainer
 from rnnjax._src.training import TrainState as TrainState
 from rnnjax._src.training import data_parallel_mesh as data_parallel_mesh
@@ -14,6 +15,7 @@ from rnnjax._src.training import replicate as replicate
 from rnnjax._src.training import shard_batch as shard_batch
 
 __all__ = (
+    "KeepBest",
     "TrainState",
     "Trainer",
     "data_parallel_mesh",

@@ -166,3 +166,50 @@ def test_char_lm_decode_step_matches_the_model(kind, depth):
     _, got = jax.lax.scan(lambda c, x: char_lm.decode_step(cells, params, c, x), carries, xs)
     np.testing.assert_allclose(got, expected[0], atol=1e-5)
     assert (jnp.abs(expected) > 0).any()
+
+
+class Killed(Exception):
+    """Stands in for a kill: raised when the trainer asks for a given batch."""
+
+
+@pytest.mark.parametrize("kill_at", [(15, 25)], ids=["between-checkpoints"])
+def test_forecast_killed_and_resumed_reports_what_an_uninterrupted_run_does(
+    tmp_path, monkeypatch, kill_at
+):
+    """The issue's command sequence, in-process: the test RMSE of the best-on-validation
+    model and every metrics row equal the uninterrupted run's."""
+    forecast = load_example("forecast")
+    make_batches = forecast.training.epoch_batches
+
+    def run_main(out, kill_at=None):
+        def epoch_batches(*args, **kwargs):
+            get_batch = make_batches(*args, **kwargs)
+
+            def killable(step):
+                if step == kill_at:
+                    raise Killed
+                return get_batch(step)
+
+            return killable
+
+        monkeypatch.setattr(forecast.training, "epoch_batches", epoch_batches)
+        argv = ["forecast.py", "--quick", "--cells", "gru", "--learning-rate", "0.03"]
+        argv += ["--out", str(out), "--no-progress"]
+        monkeypatch.setattr(sys, "argv", argv)
+        forecast.main()
+
+    def results(out):
+        report = json.loads((out / "sunspots-report.json").read_text())
+        report = {k: v for k, v in report.items() if not k.endswith("_seconds")}
+        (metrics,) = out.glob("*-metrics.jsonl")
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+        return report, [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+    run_main(tmp_path / "whole")
+    scores = [row["val_rmse_scaled"] for row in results(tmp_path / "whole")[1] if len(row) == 2]
+    assert min(scores) < scores[-1]  # the best is not the last: a resume must not forget it
+    for step in kill_at:
+        with pytest.raises(Killed):
+            run_main(tmp_path / "killed", kill_at=step)
+    run_main(tmp_path / "killed")
+    assert results(tmp_path / "killed") == results(tmp_path / "whole")

@@ -100,7 +100,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, resumed.opt_state, whole.opt_state)
     np.testing.assert_array_equal(jax.random.key_data(resumed.key), jax.random.key_data(start.key))
     steps = [json.loads(line)["step"] for line in metrics_path.read_text().splitlines()]
-    assert steps == [*range(1, 10), *range(9, 12)]  # steps 9.. logged again after the resume
+    assert steps == list(range(1, 12))  # rows 9.. of the killed run dropped, logged once
     assert all("loss" in json.loads(line) for line in metrics_path.read_text().splitlines())
 
 
@@ -141,6 +141,57 @@ def test_epoch_batches():
         ValueError, match=r"arrays must share their leading axis; got lengths \[10, 9\]"
     ):
         training.epoch_batches((np.zeros(10), np.zeros(9)), 2)
+
+
+def run_fit_script(out, *flags):
+    script = Path(__file__).with_name("_fit_script.py")
+    command = [sys.executable, str(script), str(out), *flags]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_killed_and_resumed_run_ends_exactly_as_an_uninterrupted_one(tmp_path):
+    """SIGKILL between checkpoints, during a checkpoint write and right after one, then Ctrl-C:
+    the final params, the best-on-validation record and the metrics rows are the same."""
+    whole = run_fit_script(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    want = json.loads(whole.stdout.strip().splitlines()[-1])
+    assert 0 < want["best"]["step"] < 8  # a kill after it must not lose it
+
+    out = tmp_path / "killed"
+    checkpoints = out / "checkpoints"
+    killed = run_fit_script(out, "--kill-at-batch", "7")  # steps 5-7 run past checkpoint 4
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    killed = run_fit_script(out, "--kill-in-write", "8")  # files written, not yet committed
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert sorted(p.name for p in checkpoints.iterdir() if p.name.isdigit()) == ["4"]
+    assert any("tmp" in p.name for p in checkpoints.iterdir())  # the uncommitted write
+    killed = run_fit_script(out, "--kill-at-batch", "12")  # right after checkpoint 12
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    stopped = run_fit_script(out, "--sigint-at", "17")  # Ctrl-C: stops after step 18, saved
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert "interrupted at step 18 of 24; saved a checkpoint in" in stopped.stderr
+    assert "Run the same command again to resume" in stopped.stderr
+    assert "18" in {p.name for p in checkpoints.iterdir()}
+    resumed = run_fit_script(out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads(resumed.stdout.strip().splitlines()[-1]) == want
+
+    def rows(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+    assert rows("killed") == rows("whole")
+
+
+def test_keep_best_errors():
+    with pytest.raises(ValueError, match="mode must be 'min' or 'max'; got 'lowest'"):
+        training.KeepBest("val_loss", mode="lowest")
+    with pytest.raises(KeyError, match="evaluate returned no 'val_loss'; it returned \\['acc'\\]"):
+        training.KeepBest("val_loss").update(1, {"acc": 0.5}, params=None)
+    trainer = training.make_trainer(loss_fn, optax.adam(1e-2))
+    start = trainer.init(make_params(), jax.random.key(0))
+    with pytest.raises(ValueError, match="keep_best needs evaluate"):
+        training.fit(trainer, start, lambda s: None, 1, keep_best=training.KeepBest("x"))
 
 
 def test_data_parallel_on_8_devices_equals_one_device():

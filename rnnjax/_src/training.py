@@ -8,10 +8,15 @@ uninterrupted run would have, and (on CPU) ends with bit-identical params.
 from __future__ import annotations
 
 import json
+import math
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -143,12 +148,77 @@ def epoch_batches(
     return get_batch
 
 
-def _checkpointable(state: TrainState) -> TrainState:
-    return state._replace(key=jax.random.key_data(state.key))
+class KeepBest:
+    """The params of the best evaluation so far, kept by :func:`fit` and checkpointed with
+    the training state, so a resumed run reports the same best as an uninterrupted one.
+
+    Args:
+      metric: the name, in the dict that ``fit``'s ``evaluate`` returns, to rank by.
+      mode: ``"min"`` (a loss, an error) or ``"max"`` (an accuracy). Ties keep the earlier.
+
+    Attributes:
+      params: the params at the best evaluation; ``None`` before the first.
+      score: its ``metric`` value (``inf`` for ``"min"``, ``-inf`` for ``"max"`` before any).
+      step: the step it was taken at; ``-1`` before any evaluation.
+
+    Example:
+      >>> import rnnjax.training
+      >>> best = rnnjax.training.KeepBest("val_loss")
+      >>> best.update(100, {"val_loss": 0.5}, params={"w": 1.0})
+      True
+      >>> best.update(200, {"val_loss": 0.7}, params={"w": 2.0})
+      False
+      >>> best.step, best.score, best.params
+      (100, 0.5, {'w': 1.0})
+    """
+
+    def __init__(self, metric: str, mode: Literal["min", "max"] = "min") -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"rnnjax.training.KeepBest: mode must be 'min' or 'max'; got {mode!r}")
+        self.metric, self.mode = metric, mode
+        self.params: Any = None
+        self.score = math.inf if mode == "min" else -math.inf
+        self.step = -1
+
+    def update(self, step: int, results: Mapping[str, float], params: Any) -> bool:
+        """Takes ``params`` if ``results[metric]`` beats the best so far; says whether it did."""
+        if self.metric not in results:
+            raise KeyError(
+                f"rnnjax.training.KeepBest: evaluate returned no {self.metric!r}; it returned"
+                f" {sorted(results)}"
+            )
+        score = float(results[self.metric])
+        better = score < self.score if self.mode == "min" else score > self.score
+        if better:
+            self.params, self.score, self.step = params, score, int(step)
+        return better
+
+    def _tree(self, params_like: Any) -> dict[str, Any]:
+        """What a checkpoint holds: ``params_like`` stands in before the first evaluation."""
+        params = params_like if self.params is None else self.params
+        step, score = np.asarray(self.step, np.int64), np.asarray(self.score, np.float64)
+        return {"step": step, "score": score, "params": params}
+
+    def _load(self, tree: Mapping[str, Any]) -> None:
+        self.step, self.score = int(tree["step"]), float(tree["score"])
+        self.params = None if self.step < 0 else tree["params"]
 
 
-def _resume(checkpoint_dir: str | Path, state: TrainState) -> tuple[Any, TrainState]:
-    """An orbax checkpoint manager over ``checkpoint_dir``, and its latest state if any."""
+def _checkpointable(state: TrainState, best: KeepBest | None) -> Any:
+    """The saved pytree: the state (its key as raw data), and with ``best`` its record too."""
+    tree = state._replace(key=jax.random.key_data(state.key))
+    return tree if best is None else {"state": tree, "best": best._tree(state.params)}
+
+
+def _resume(
+    checkpoint_dir: str | Path, state: TrainState, best: KeepBest | None
+) -> tuple[Any, TrainState]:
+    """An orbax checkpoint manager over ``checkpoint_dir``, and its latest state if any (with
+    ``best`` loaded from it).
+
+    Orbax writes each checkpoint into a temporary directory and renames it once complete, so
+    a run killed while writing leaves nothing that would be restored half-written.
+    """
     import orbax.checkpoint as ocp
 
     manager = ocp.CheckpointManager(
@@ -156,11 +226,39 @@ def _resume(checkpoint_dir: str | Path, state: TrainState) -> tuple[Any, TrainSt
         options=ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False),
     )
     if manager.latest_step() is not None:
-        restored = manager.restore(
-            manager.latest_step(), args=ocp.args.StandardRestore(_checkpointable(state))
-        )
+        target = _checkpointable(state, best)
+        restored = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(target))
+        if best is not None:
+            best._load(restored["best"])
+            restored = restored["state"]
         state = restored._replace(key=jax.random.wrap_key_data(restored.key))
     return manager, state
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops a metrics file's rows past ``step``: those logged after the last checkpoint by a
+    run that was then killed, which the resumed run is about to log again."""
+    if not path.exists():
+        return
+    rows = path.read_text().splitlines()
+    kept = [row for row in rows if row.strip() and json.loads(row)["step"] <= step]
+    if len(kept) != len(rows):
+        path.write_text("".join(row + "\n" for row in kept))
+
+
+@contextmanager
+def _sigint_requests_stop() -> Iterator[threading.Event]:
+    """Inside, Ctrl-C (SIGINT) sets the event instead of raising wherever it lands, so the
+    loop stops between steps with a consistent state. Outside the main thread: a no-op."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def fit(
@@ -175,6 +273,7 @@ def fit(
     log_every: int = 10,
     evaluate: Callable[[Any], Mapping[str, float]] | None = None,
     eval_every: int | None = None,
+    keep_best: KeepBest | None = None,
     progress: bool = True,
     place_batch: Callable[[Batch], Batch] | None = None,
 ) -> TrainState:
@@ -184,7 +283,13 @@ def fit(
     which is the data position, and the PRNG key) is saved with orbax every
     ``checkpoint_every`` steps and at the end; if the directory already holds a checkpoint, the
     run restores the latest one and continues from there, so an interrupted run finishes
-    exactly as an uninterrupted one would.
+    exactly as an uninterrupted one would: the same final params, the same ``keep_best``
+    record (checkpointed with the state), and the same metrics rows (rows past the restored
+    step, logged after the last checkpoint, are dropped before the run continues).
+
+    Ctrl-C (SIGINT) stops the run after the step in progress: it saves a checkpoint of that
+    step, prints how to resume, and raises ``KeyboardInterrupt``. A kill at any point, a
+    checkpoint write included, loses at most the steps since the last complete checkpoint.
 
     Args:
       trainer: from :func:`make_trainer`.
@@ -198,15 +303,24 @@ def fit(
       log_every: steps between metric lines and progress-bar updates.
       evaluate: ``params -> {name: value}``, run every ``eval_every`` steps and at the end.
       eval_every: steps between evaluations (default: ``checkpoint_every``).
+      keep_best: a :class:`KeepBest`, updated with each evaluation's results (needs
+        ``evaluate``); restored with the state when a run resumes.
       progress: show a tqdm progress bar.
       place_batch: applied to each batch before the step, e.g. :func:`shard_batch`.
 
     Returns:
       The final :class:`TrainState`.
+
+    Raises:
+      KeyboardInterrupt: after Ctrl-C, once the checkpoint of the current step is written.
     """
+    if keep_best is not None and evaluate is None:
+        raise ValueError("rnnjax.training.fit: keep_best needs evaluate")
     manager = None
     if checkpoint_dir is not None:
-        manager, state = _resume(checkpoint_dir, state)
+        manager, state = _resume(checkpoint_dir, state, keep_best)
+    if metrics_path is not None:
+        _truncate_metrics(Path(metrics_path), int(state.step))
     metrics_file = None if metrics_path is None else open(metrics_path, "a")  # noqa: SIM115
     eval_every = eval_every or checkpoint_every
 
@@ -215,34 +329,58 @@ def fit(
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
 
+    def save(state: TrainState) -> None:
+        import orbax.checkpoint as ocp
+
+        assert manager is not None
+        if manager.latest_step() != int(state.step):
+            manager.save(
+                int(state.step), args=ocp.args.StandardSave(_checkpointable(state, keep_best))
+            )
+
     start = int(state.step)
     bar = _progress_bar(start, num_steps, progress)
     began = time.perf_counter()
     try:
-        for step in range(start, num_steps):
-            batch = get_batch(step)
-            if place_batch is not None:
-                batch = place_batch(batch)
-            state, metrics = trainer.step(state, batch)
-            done = step + 1
-            if done % log_every == 0 or done == num_steps:
-                values = {name: float(value) for name, value in metrics.items()}
-                log({"step": done, **values, "seconds": time.perf_counter() - began})
+        with _sigint_requests_stop() as stop:
+            for step in range(start, num_steps):
+                batch = get_batch(step)
+                if place_batch is not None:
+                    batch = place_batch(batch)
+                state, metrics = trainer.step(state, batch)
+                done = step + 1
+                if done % log_every == 0 or done == num_steps:
+                    values = {name: float(value) for name, value in metrics.items()}
+                    log({"step": done, **values, "seconds": time.perf_counter() - began})
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+                if evaluate is not None and (done % eval_every == 0 or done == num_steps):
+                    results = {name: float(v) for name, v in evaluate(state.params).items()}
+                    if keep_best is not None:
+                        keep_best.update(done, results, state.params)
+                    log({"step": done, **results})
+                    if bar is not None:
+                        bar.write(
+                            f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items())
+                        )
+                if manager is not None and (
+                    done % checkpoint_every == 0 or done == num_steps or stop.is_set()
+                ):
+                    save(state)
                 if bar is not None:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
-            if evaluate is not None and (done % eval_every == 0 or done == num_steps):
-                results = {name: float(v) for name, v in evaluate(state.params).items()}
-                log({"step": done, **results})
-                if bar is not None:
-                    bar.write(
-                        f"step {done}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items())
+                    bar.update(1)
+                if stop.is_set():
+                    where = (
+                        f"saved a checkpoint in {checkpoint_dir}"
+                        if manager
+                        else ("no checkpoint_dir, so nothing was saved")
                     )
-            if manager is not None and (done % checkpoint_every == 0 or done == num_steps):
-                import orbax.checkpoint as ocp
-
-                manager.save(done, args=ocp.args.StandardSave(_checkpointable(state)))
-            if bar is not None:
-                bar.update(1)
+                    print(
+                        f"rnnjax.training.fit: interrupted at step {done} of {num_steps};"
+                        f" {where}. Run the same command again to resume from there.",
+                        file=sys.stderr,
+                    )
+                    raise KeyboardInterrupt
     finally:
         if bar is not None:
             bar.close()
