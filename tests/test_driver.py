@@ -242,11 +242,35 @@ def test_numpy_inputs():
     jax.tree.map(np.testing.assert_array_equal, from_numpy, from_jax)
 
 
-def test_lstm_accepts_a_plain_h_c_tuple():
+def test_a_plain_tuple_lstm_carry_is_refused_by_rnn_layer_and_step():
+    """Flax's LSTM carry is ``(c, h)``, rnnjax's ``LSTMState(h, c)``: a plain tuple could be
+    either, so it is refused wherever a carry enters, never silently read in one order."""
     params, xs, carry = make_inputs(LSTM_CASE)
-    named = rnnjax.rnn(LSTM_CASE.cell, params, xs, initial_carry=carry)
-    plain = rnnjax.rnn(LSTM_CASE.cell, params, xs, initial_carry=(carry.h, carry.c))
-    jax.tree.map(np.testing.assert_array_equal, plain, named)
+    plain = (carry.c, carry.h)
+    message = r"must be rnnjax.LSTMState\(h=..., c=...\), not a plain (tuple|list), whose order"
+    with pytest.raises(TypeError, match="rnnjax.rnn: initial_carry " + message):
+        rnnjax.rnn(LSTM_CASE.cell, params, xs, initial_carry=plain)
+    with pytest.raises(TypeError, match=message):
+        rnnjax.layer(LSTM_CASE.cell).apply(params, xs, initial_carry=list(plain))
+    step = LSTM_CASE.cell.step
+    with pytest.raises(TypeError, match=r"rnnjax.lstm\(\d+\).step: carry " + message):
+        step(params, plain, xs[:, 0])
+
+
+def test_cell_step_checks_its_arguments_at_trace_time():
+    params, xs, carry = make_inputs(LSTM_CASE)
+    step, hidden = jax.jit(LSTM_CASE.cell.step), carry.h.shape[-1]
+    features = xs.shape[-1]
+    with pytest.raises(ValueError, match=rf"step: x must have shape \[\*batch, {features}\] \(the"):
+        step(params, carry, jnp.ones((xs.shape[0], features + 1)))
+    with pytest.raises(
+        ValueError, match=rf"step: carry must have shape LSTMState\(h=\(2, {hidden}\)"
+    ):
+        step(params, carry, xs[:2, 0])  # a batch of 2 against a carry of a larger batch
+    with pytest.raises(
+        ValueError, match=r"rnnjax.gru\(\d+, reset_after=True\): params must be GRU"
+    ):
+        rnnjax.gru(hidden).step(params, carry.h, xs[:, 0])  # the LSTM's params
 
 
 def test_no_retrace_on_second_call():

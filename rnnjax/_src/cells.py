@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax._src.checks import checked_step
 from rnnjax._src.contract import (
     BatchShape,
     Carry,
@@ -97,15 +98,21 @@ class LSTMState(NamedTuple):
 
 def _one_cell_per_setting(make: Callable[..., Cell]) -> Callable[..., Cell]:
     """``make``, returning the same :class:`Cell` for equal settings however they are spelled
-    (``lstm(8)``, ``lstm(8, initializer="keras")``), so a cell is a stable static argument."""
-    cached = functools.cache(make)
+    (``lstm(8)``, ``lstm(8, initializer="keras")``), so a cell is a stable static argument;
+    its ``step`` checks its arguments as :func:`rnnjax.rnn` does (at trace time)."""
     signature = inspect.signature(make)
+
+    @functools.cache
+    def checked(*args: Any, **kwargs: Any) -> Cell:
+        cell = make(*args, **kwargs)
+        where = f"rnnjax.{make.__name__}({args[0]}).step"
+        return cell._replace(step=checked_step(cell, where))
 
     @functools.wraps(make)
     def make_once(*args: Any, **kwargs: Any) -> Cell:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return cached(*bound.args, **bound.kwargs)
+        return checked(*bound.args, **bound.kwargs)
 
     return make_once
 

@@ -35,3 +35,49 @@ def check_seq_lengths(
                 f" got values from {concrete.min()} to {concrete.max()}"
             )
     return jnp.asarray(seq_lengths)
+
+
+def shape_error(argument: str, expected: str, actual: Any, where: str = "rnnjax.rnn") -> ValueError:
+    return ValueError(f"{where}: {argument} must have shape {expected}; got {actual}")
+
+
+def check_carry(
+    carry: Any, expected: Any, where: str = "rnnjax.rnn", argument: str = "initial_carry"
+) -> Any:
+    """``carry`` after checking it has the structure and shapes of ``expected`` (arrays or
+    ``jax.ShapeDtypeStruct``s). A plain tuple where a NamedTuple carry is expected (the
+    LSTM's) is refused: its order is ambiguous (Flax's LSTM carry is ``(c, h)``)."""
+    fields = getattr(type(expected), "_fields", None)
+    if fields and type(carry) in (tuple, list):
+        name = type(expected).__name__
+        spelled = f"rnnjax.{name}({', '.join(f'{field}=...' for field in fields)})"
+        raise TypeError(
+            f"{where}: {argument} must be {spelled}, not a plain {type(carry).__name__}, whose"
+            " order is ambiguous (Flax's LSTM carry is (c, h))"
+        )
+    same_structure = jax.tree.structure(carry) == jax.tree.structure(expected)  # type: ignore[operator]
+    shapes = [tuple(jnp.shape(leaf)) for leaf in jax.tree.leaves(carry)]
+    if not same_structure or shapes != [tuple(leaf.shape) for leaf in jax.tree.leaves(expected)]:
+        expected_shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), expected)
+        actual_shapes = jax.tree.map(lambda leaf: tuple(jnp.shape(leaf)), carry)
+        raise shape_error(argument, f"{expected_shapes} ([*batch, hidden])", actual_shapes, where)
+    return carry
+
+
+def checked_step(cell: Any, where: str) -> Any:
+    """``cell.step`` with its arguments checked first, as :func:`rnnjax.rnn` checks its own:
+    the params (``cell.input_size``), ``x [*batch, features]`` and the carry. The checks read
+    shapes only, so under ``jit`` or a scan they run once, at trace time."""
+    step = cell.step
+
+    def step_checked(params: Any, carry: Any, x: Any) -> Any:
+        input_size = cell.input_size(params)
+        if not hasattr(x, "shape") or jnp.ndim(x) < 1 or x.shape[-1] != input_size:
+            actual = getattr(x, "shape", type(x))
+            raise shape_error(
+                "x", f"[*batch, {input_size}] (the params' input size)", actual, where
+            )
+        expected = jax.eval_shape(lambda: cell.initial_carry(params, tuple(x.shape[:-1])))
+        return step(params, check_carry(carry, expected, where, "carry"), x)
+
+    return step_checked

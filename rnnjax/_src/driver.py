@@ -16,17 +16,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnnjax._src.checks import check_seq_lengths
+from rnnjax._src.checks import check_carry, check_seq_lengths, shape_error
 from rnnjax._src.contract import Carry, Cell, Params
 from rnnjax._src.fused import fused_scan
 from rnnjax._src.linear import default_method, scan_time_leading
 from rnnjax._src.updates import advance, reset
 
 Array = jax.Array
-
-
-def _shape_error(argument: str, expected: str, actual: Any) -> ValueError:
-    return ValueError(f"rnnjax.rnn: {argument} must have shape {expected}; got {actual}")
 
 
 def check_xs(cell: Cell, params: Params, xs: Any, time_major: bool) -> tuple[int, tuple[int, ...]]:
@@ -41,14 +37,14 @@ def check_xs(cell: Cell, params: Params, xs: Any, time_major: bool) -> tuple[int
         )
     expected = layout.replace("features", str(input_size))
     if not hasattr(xs, "shape") or xs.ndim < 2:
-        raise _shape_error("xs", f"{expected} (rank >= 2)", getattr(xs, "shape", type(xs)))
+        raise shape_error("xs", f"{expected} (rank >= 2)", getattr(xs, "shape", type(xs)))
     if not jnp.issubdtype(xs.dtype, jnp.floating):
         raise TypeError(
             f"rnnjax.rnn: xs must be floating point; got dtype {xs.dtype} with shape {xs.shape}"
             " (embed integer tokens first)"
         )
     if xs.shape[-1] != input_size:
-        raise _shape_error("xs", f"{expected} (features = the params' input size)", xs.shape)
+        raise shape_error("xs", f"{expected} (features = the params' input size)", xs.shape)
     if time_major:
         return xs.shape[0], tuple(xs.shape[1:-1])
     return xs.shape[-2], tuple(xs.shape[:-2])
@@ -57,7 +53,7 @@ def check_xs(cell: Cell, params: Params, xs: Any, time_major: bool) -> tuple[int
 def _check_resets(resets: Any, xs: Array, time_major: bool) -> Array:
     if getattr(resets, "shape", None) != xs.shape[:-1]:
         layout = "[time, *batch]" if time_major else "[*batch, time]"
-        raise _shape_error(
+        raise shape_error(
             "resets",
             f"{layout} = {xs.shape[:-1]} (xs without features)",
             getattr(resets, "shape", type(resets)),
@@ -65,27 +61,6 @@ def _check_resets(resets: Any, xs: Array, time_major: bool) -> Array:
     if jnp.asarray(resets).dtype != jnp.bool_:
         raise TypeError(f"rnnjax.rnn: resets must be boolean; got dtype {resets.dtype}")
     return jnp.asarray(resets)
-
-
-def _as_structure(carry: Any, expected: Carry) -> Any:
-    """A plain tuple or list in place of a NamedTuple carry (the LSTM's ``(h, c)``) becomes
-    that NamedTuple, field by field in its order."""
-    fields = getattr(type(expected), "_fields", None)
-    if fields and type(carry) in (tuple, list) and len(carry) == len(fields):
-        return type(expected)(*carry)
-    return carry
-
-
-def check_carry(initial_carry: Any, expected: Carry) -> Carry:
-    """Returns ``initial_carry`` in the cell's carry structure, or raises naming the shapes."""
-    initial_carry = _as_structure(initial_carry, expected)
-    same_structure = jax.tree.structure(initial_carry) == jax.tree.structure(expected)  # type: ignore[operator]
-    shapes = [tuple(jnp.shape(leaf)) for leaf in jax.tree.leaves(initial_carry)]
-    if not same_structure or shapes != [leaf.shape for leaf in jax.tree.leaves(expected)]:
-        expected_shapes = jax.tree.map(lambda leaf: tuple(leaf.shape), expected)
-        actual_shapes = jax.tree.map(lambda leaf: tuple(jnp.shape(leaf)), initial_carry)
-        raise _shape_error("initial_carry", f"{expected_shapes} ([*batch, hidden])", actual_shapes)
-    return initial_carry
 
 
 def carry_dtype(cell: Cell, params: Params, xs: Array, batch_shape: tuple[int, ...]) -> Any:
@@ -139,7 +114,8 @@ def rnn(
       xs: ``[*batch, time, features]``, or ``[time, *batch, features]`` with
         ``time_major=True``; ``*batch`` is any number of axes, none included.
       initial_carry: the carry before the first step processed, ``[*batch, hidden]`` per
-        array (an :class:`~rnnjax.LSTMState` or ``(h, c)`` for the LSTM). Default
+        array (an :class:`~rnnjax.LSTMState` for the LSTM: a plain tuple is refused, as its
+        order is ambiguous). Default
         ``cell.initial_carry`` (zeros).
       seq_lengths: integer ``[*batch]``. Steps ``t >= seq_lengths[b]`` are padding: they emit
         zeros, leave the carry unchanged, and their values never change any output, carry or

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax._src.checks import check_carry
 from rnnjax._src.chunks import in_segments
 from rnnjax._src.contract import Carry, Cell, Layer, Params
 from rnnjax._src.derived import (
@@ -28,7 +29,7 @@ from rnnjax._src.derived import (
     with_compute_dtype,
     with_recurrent_dropout,
 )
-from rnnjax._src.driver import carry_dtype, check_carry, check_xs, rnn, warn_fused_backward
+from rnnjax._src.driver import carry_dtype, check_xs, rnn, warn_fused_backward
 
 Array = jax.Array
 
