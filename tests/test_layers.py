@@ -521,7 +521,7 @@ def test_bfloat16_matmuls_take_bfloat16_operands_forward_and_backward(gate_split
 def test_bfloat16_lstm_keeps_its_state_in_float32():
     params = rnnjax.lstm(HIDDEN).init(jax.random.key(0), FEATURES)
     mixed = rnnjax.layer(rnnjax.lstm(HIDDEN), compute_dtype=jnp.bfloat16)
-    carry = (jnp.zeros((BATCH, HIDDEN)), jnp.full((BATCH, HIDDEN), 1 + 2**-12))
+    carry = rnnjax.LSTMState(h=jnp.zeros((BATCH, HIDDEN)), c=jnp.full((BATCH, HIDDEN), 1 + 2**-12))
     final, ys = mixed.apply(params, inputs(time=1), initial_carry=carry)
     # bfloat16 would round c to 1; float32 keeps the 2**-12 through f * c.
     assert final.c.dtype == final.h.dtype == ys.dtype == jnp.float32
