@@ -52,6 +52,13 @@ def _fused_scan(
     return outputs
 
 
+def _preactivations(cell: Cell, params: Params, projected: Array, carry: Carry) -> Array:
+    """A step's ``z`` from its input projection and the carry entering it."""
+    assert cell.gate_split is not None
+    split = cell.gate_split
+    return split.combine(projected, split.recurrent(params, cell.output(carry)))
+
+
 def _forward(
     cell: Cell,
     reverse: bool,
@@ -68,7 +75,7 @@ def _forward(
     """The scan, and what the tangent rule reads: each step's carry (after any reset) and,
     without ``remat``, its pre-activations."""
     assert cell.projection is not None and cell.gate_split is not None
-    project, (recurrent, combine, gates) = cell.projection.project, cell.gate_split
+    project, gates = cell.projection.project, cell.gate_split.gates
     output_dtype = cell.output(initial_carry).dtype
     read = project(params, inputs) if hoist else inputs
 
@@ -76,7 +83,7 @@ def _forward(
         read_t, valid_t, flag_t = inputs_t
         entering = reset(carry, fresh, flag_t)
         projected = read_t if hoist else project(params, read_t)
-        z = combine(projected, recurrent(params, cell.output(entering)))
+        z = _preactivations(cell, params, projected, entering)
         new_carry, y = advance(carry, *gates(entering, z), valid_t, output_dtype)
         return new_carry, (y, entering if remat else (entering, z))
 
@@ -121,9 +128,6 @@ def _fused_scan_jvp(
         )
     no_projected = jnp.zeros(shapes[0].shape[1:], shapes[0].dtype)  # one step's
 
-    def preactivations(carry: Carry, x_t: Array) -> Array:
-        return combine(project(params, x_t), recurrent(params, cell.output(carry)))
-
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def linear_step(
         carry: Carry, z: Array | None, x_t: Array | None, d_carry: Carry, d_outside_t: Any
@@ -132,7 +136,7 @@ def _fused_scan_jvp(
         the pre-activations) are recomputed in the backward pass rather than saved."""
         if z is None:
             assert x_t is not None, "with remat the tangent scan reads the inputs"
-            z = preactivations(carry, x_t)
+            z = _preactivations(cell, params, project(params, x_t), carry)
         _, d_h_matmul = jax.jvp(lambda c: recurrent(params, cell.output(c)), (carry,), (d_carry,))
         d_z = combine(no_projected, d_h_matmul)
         if d_outside_t is not None:
