@@ -1,4 +1,4 @@
-"""Flax linen modules over rnnjax's layers: ``SimpleRNN``, ``LSTM``, ``GRU``, ``Bidirectional``.
+"""Flax linen modules over rnnjax's layers (``SimpleRNN``, ``LSTM``, ``GRU``, ...) and cells.
 
 Thin shells: a module's ``params`` collection holds the same NamedTuples the cells' ``init``
 returns (``{"cell": LSTMParams(...)}``; ``{"forward": ..., "backward": ...}`` for
@@ -21,6 +21,14 @@ some dropout rate is positive) and draws its masks from the ``'dropout'`` rng:
 
 Functional and converted params (``rnnjax.interop.from_torch``, ``from_keras``) load by
 building the variables: ``{"params": {"cell": params}}`` (:func:`variables_from`).
+
+Step modules, for decoding one token at a time: :class:`SimpleRNNCell`, :class:`LSTMCell`,
+:class:`GRUCell`, :class:`MinGRUCell`, :class:`MinLSTMCell`, each ``cell.apply(variables,
+carry, x_t) -> (carry, y_t)`` with ``initialize_carry(rng, input_shape)``. Their variables
+are the sequence modules' (``{"params": {"cell": ...}}``) and a call runs the cell's own
+``step``, so a jitted or scanned step equals the sequence module's output at that step, bit
+for bit on CPU. They follow Flax's cell protocol (:class:`flax.linen.RNNCellBase`), so
+:class:`flax.linen.RNN` runs them too (their params then sit under the ``RNN``'s ``"cell"``).
 """
 
 from __future__ import annotations
@@ -41,7 +49,20 @@ from rnnjax._src.registry import CELL_KINDS
 
 Array = jax.Array
 
-__all__ = ("GRU", "LSTM", "Bidirectional", "MinGRU", "MinLSTM", "SimpleRNN", "variables_from")
+__all__ = (
+    "GRU",
+    "LSTM",
+    "Bidirectional",
+    "GRUCell",
+    "LSTMCell",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
+    "SimpleRNN",
+    "SimpleRNNCell",
+    "variables_from",
+)
 
 
 def variables_from(params: Params) -> dict[str, Any]:
@@ -69,6 +90,29 @@ def _deterministic(module: nn.Module, uses_key: bool, deterministic: bool | None
     return bool(nn.merge_param("deterministic", module.deterministic, deterministic))
 
 
+def _options(module: nn.Module) -> RecurrentOptions:
+    """A sequence or step module's settings (its dataclass fields that
+    :class:`RecurrentOptions` has, and its cell kind's own) as the shared helper takes them."""
+    kind: str = module.kind
+    own = {f.name for f in dataclasses.fields(module)}
+    shared = [f.name for f in dataclasses.fields(RecurrentOptions) if f.name in own]
+    settings = CELL_KINDS[kind].settings
+    return RecurrentOptions(
+        kind,
+        cell_settings=tuple((name, getattr(module, name)) for name in settings),
+        **{name: getattr(module, name) for name in shared},
+    )
+
+
+def _cell_params(module: nn.Module, options: RecurrentOptions, input_size: int) -> Params:
+    """The module's ``"cell"`` params: made by ``options.init`` at ``init``, and afterwards
+    read as they are, so inputs of the wrong width meet rnnjax's named error (the cell's
+    check) rather than Flax's complaint about the initializer's shape."""
+    if module.has_variable("params", "cell"):
+        return module.get_variable("params", "cell")
+    return module.param("cell", lambda key: options.init(key, input_size))
+
+
 class _Recurrent(nn.Module):
     """What SimpleRNN, LSTM and GRU share; see :class:`LSTM`."""
 
@@ -92,16 +136,7 @@ class _Recurrent(nn.Module):
 
     def options(self) -> RecurrentOptions:
         """The settings as the shared helper takes them."""
-        own = ("kind", "cell_settings")
-        names = [f.name for f in dataclasses.fields(RecurrentOptions) if f.name not in own]
-        cell_settings = tuple(
-            (name, getattr(self, name)) for name in CELL_KINDS[self.kind].settings
-        )
-        return RecurrentOptions(
-            self.kind,
-            cell_settings=cell_settings,
-            **{name: getattr(self, name) for name in names},
-        )
+        return _options(self)
 
     @nn.compact
     def __call__(
@@ -114,7 +149,7 @@ class _Recurrent(nn.Module):
     ) -> Any:
         """Runs over ``xs [*batch, time, features_in]``; returns what Keras returns."""
         options = self.options()
-        params = self.param("cell", lambda key: options.init(key, jnp.shape(xs)[-1]))
+        params = _cell_params(self, options, jnp.shape(xs)[-1])
         deterministic = _deterministic(self, options.uses_key, deterministic)
         key = None if deterministic else self.make_rng("dropout")
         return options(
@@ -138,7 +173,7 @@ class SimpleRNN(_Recurrent):
       num_layers: layers stacked (PyTorch's ``num_layers``), each ``features`` wide.
       stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
       unroll, remat, fused_backward, hoist_projection: as :func:`rnnjax.layer`.
-      initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see the README).
+      initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see docs/guides/cells.md).
       dtype: computation dtype (``rnnjax.layer``'s ``compute_dtype``); ``None`` computes in
         ``param_dtype``.
       param_dtype: dtype of the params.
@@ -277,3 +312,172 @@ class Bidirectional(nn.Module):
             key=key,
             deterministic=deterministic,
         )
+
+
+# --- Step modules: one time step, Flax's cell protocol -------------------------------------
+
+
+class _Step(nn.RNNCellBase):
+    """What the step modules share; see :class:`LSTMCell`."""
+
+    kind: ClassVar[str]
+    features: int
+    initializer: str = "keras"
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+
+    @nn.compact
+    def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
+        """One time step: ``x_t [*batch, features_in]`` to ``(carry, y_t [*batch, features])``."""
+        options = _options(self)
+        params = _cell_params(self, options, jnp.shape(x_t)[-1])
+        return options.step(params, carry, x_t, where=f"rnnjax.linen.{type(self).__name__}")
+
+    @nn.nowrap
+    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:
+        """The carry before the first step for inputs of shape ``input_shape`` (``[*batch,
+        features_in]``): zeros in ``param_dtype`` (an :class:`~rnnjax.LSTMState` for the LSTM).
+        ``rng`` is unused (Flax's signature)."""
+        return _options(self).initial_carry(tuple(input_shape))
+
+    @property
+    def num_feature_axes(self) -> int:
+        """Flax's cell protocol: ``x_t`` has one feature axis, the last."""
+        return 1
+
+
+class SimpleRNNCell(_Step):
+    """One step of :class:`SimpleRNN`, ``h' = activation(x W + h U + b)``: a Flax linen cell.
+
+    Holds the same params as :class:`SimpleRNN` (``{"cell": SimpleRNNParams(...)}``, same
+    initializers), so the variables of either apply to the other; a call runs
+    ``rnnjax.simple_rnn(features).step``. Follows Flax's cell protocol
+    (:class:`flax.linen.RNNCellBase`), so it runs inside :class:`flax.linen.RNN`.
+
+    Attributes:
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`SimpleRNN`.
+      activation: default ``jnp.tanh``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> cell = rnnjax.linen.SimpleRNNCell(8)
+      >>> x = jnp.ones((2, 3))                                    # [batch, features_in]
+      >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
+      >>> variables = cell.init(jax.random.key(1), carry, x)
+      >>> carry, y = cell.apply(variables, carry, x)
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "simple_rnn"
+    activation: Callable[[Array], Array] = jnp.tanh
+
+
+class LSTMCell(_Step):
+    """One step of :class:`LSTM`: a Flax linen cell, carry :class:`~rnnjax.LSTMState` ``(h, c)``.
+
+    Holds the same params as :class:`LSTM` (``{"cell": LSTMParams(...)}``, gates i, f, g, o,
+    same initializers), so the variables of either apply to the other, and
+    :func:`variables_from` makes them from ``rnnjax.interop.from_torch``'s or
+    ``from_keras``'s params (one layer, one direction). A call runs
+    ``rnnjax.lstm(features).step``, so a jitted or scanned step equals the ``LSTM``'s output
+    at that step bit for bit. It follows Flax's cell protocol (:class:`flax.linen.RNNCellBase`:
+    ``__call__(carry, x_t)``, ``initialize_carry(rng, input_shape)``, ``num_feature_axes``),
+    so :class:`flax.linen.RNN` runs it over a sequence; there its params sit one level down,
+    under the ``RNN``'s ``"cell"``. The carry is an :class:`~rnnjax.LSTMState`: a plain tuple
+    is refused (Flax's own ``LSTMCell`` orders it ``(c, h)``).
+
+    Attributes:
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`LSTM`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> from flax import linen as nn
+      >>> xs = jnp.ones((2, 5, 3))                                # [batch, time, features]
+      >>> rnn = nn.RNN(rnnjax.linen.LSTMCell(32))                 # Flax's own driver
+      >>> variables = rnn.init(jax.random.key(0), xs)
+      >>> rnn.apply(variables, xs).shape
+      (2, 5, 32)
+      >>> lstm = rnnjax.linen.LSTM(32, return_sequences=True)     # the same params
+      >>> want = lstm.apply({"params": variables["params"]["cell"]}, xs)
+      >>> bool(jnp.allclose(rnn.apply(variables, xs), want, atol=1e-6))
+      True
+
+      Decoding, one token at a time (carry in, one token's embedding in, carry out):
+
+      >>> cell, embed = rnnjax.linen.LSTMCell(32), nn.Embed(10, 3)
+      >>> cell_vars = {"params": variables["params"]["cell"]}
+      >>> embed_vars = embed.init(jax.random.key(1), jnp.array([0]))
+      >>> @jax.jit
+      ... def step(cell_vars, embed_vars, carry, token):
+      ...     return cell.apply(cell_vars, carry, embed.apply(embed_vars, token))
+      >>> carry = cell.initialize_carry(jax.random.key(2), (2, 3))
+      >>> token = jnp.array([1, 4])
+      >>> for _ in range(3):
+      ...     carry, y = step(cell_vars, embed_vars, carry, token)
+      ...     token = jnp.argmax(y[:, :10], axis=-1)              # a real model: a Dense head
+      >>> carry.h.shape, carry.c.shape
+      ((2, 32), (2, 32))
+    """
+
+    kind: ClassVar[str] = "lstm"
+
+
+class GRUCell(_Step):
+    """One step of :class:`GRU` (gates r, z, n; params :class:`~rnnjax.GRUParams`): a Flax
+    linen cell; as :class:`LSTMCell`, with carry ``h``.
+
+    Attributes:
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`GRU`.
+      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> from flax import linen as nn
+      >>> rnn = nn.RNN(rnnjax.linen.GRUCell(8, reset_after=False), return_carry=True)
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> carry, ys = rnn.apply(rnn.init(jax.random.key(0), xs), xs)
+      >>> carry.shape, ys.shape
+      ((2, 8), (2, 5, 8))
+    """
+
+    kind: ClassVar[str] = "gru"
+    reset_after: bool = True
+
+
+class MinGRUCell(_Step):
+    """One step of :class:`MinGRU` (params :class:`~rnnjax.MinRNNParams`, carry ``h``): a Flax
+    linen cell for decoding; as :class:`LSTMCell`.
+
+    Attributes:
+      features, initializer, dtype, param_dtype: as :class:`LSTMCell`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> cell, x = rnnjax.linen.MinGRUCell(8), jnp.ones((2, 3))
+      >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
+      >>> carry, y = cell.apply(cell.init(jax.random.key(1), carry, x), carry, x)
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTMCell(_Step):
+    """One step of :class:`MinLSTM` (params :class:`~rnnjax.MinRNNParams`, carry ``h``); as
+    :class:`MinGRUCell`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> cell, x = rnnjax.linen.MinLSTMCell(8), jnp.ones((2, 3))
+      >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
+      >>> carry, y = cell.apply(cell.init(jax.random.key(1), carry, x), carry, x)
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_lstm"

@@ -1,4 +1,4 @@
-"""Flax NNX modules over rnnjax's layers: ``SimpleRNN``, ``LSTM``, ``GRU``, ``Bidirectional``.
+"""Flax NNX modules over rnnjax's layers (``SimpleRNN``, ``LSTM``, ``GRU``, ...) and cells.
 
 Thin shells: a module owns its parameters, the same NamedTuples the cells' ``init`` returns
 (:class:`~rnnjax.LSTMParams` etc.), one :class:`flax.nnx.Param` per array, and calls
@@ -29,6 +29,14 @@ of the ``rngs`` given at construction (or from ``rngs=`` of the call: an
 
 Functional and converted params load with :meth:`load_params`, e.g. the params of
 ``rnnjax.interop.from_torch`` or ``from_keras``.
+
+Step modules, for decoding one token at a time: :class:`SimpleRNNCell`, :class:`LSTMCell`,
+:class:`GRUCell`, :class:`MinGRUCell`, :class:`MinLSTMCell`, each ``cell(carry, x_t) ->
+(carry, y_t)`` with ``initialize_carry(input_shape)``. They hold the same params as the
+sequence modules (``load_params`` takes either's) and run the cell's own ``step``, so a jitted
+or scanned step equals the sequence module's output at that step, bit for bit on CPU. They
+follow Flax's cell protocol (:class:`flax.nnx.RNNCellBase`), so :class:`flax.nnx.RNN` runs
+them too.
 """
 
 from __future__ import annotations
@@ -49,7 +57,19 @@ from rnnjax._src.modules_common import RecurrentOptions, bidirectional_call
 Array = jax.Array
 KeySource = nnx.Rngs | nnx.RngStream | Array | None
 
-__all__ = ("GRU", "LSTM", "Bidirectional", "MinGRU", "MinLSTM", "SimpleRNN")
+__all__ = (
+    "GRU",
+    "LSTM",
+    "Bidirectional",
+    "GRUCell",
+    "LSTMCell",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
+    "SimpleRNN",
+    "SimpleRNNCell",
+)
 
 
 def _is_variable(x: Any) -> bool:
@@ -78,7 +98,37 @@ def _check_like(where: str, new: Params, old: Params) -> None:
         )
 
 
-class _Recurrent(nnx.Module):
+class _HoldsParams(nnx.Module):
+    """A module holding one cell's params (one :class:`flax.nnx.Param` per array, in
+    ``self.cell``) made from its :class:`RecurrentOptions`: sequence and step modules alike,
+    so their params load into each other."""
+
+    def _hold(self, options: RecurrentOptions, in_features: int, rngs: nnx.Rngs) -> None:
+        self.in_features = in_features
+        self.options = options
+        self.cell = nnx.data(jax.tree.map(nnx.Param, options.init(rngs.params(), in_features)))
+
+    @property
+    def params(self) -> Params:
+        """The params as the functional layer takes them: the cell's NamedTuple (a tuple of
+        them for ``num_layers > 1``)."""
+        return jax.tree.map(lambda v: v[...], self.cell, is_leaf=_is_variable)
+
+    def load_params(self, params: Params) -> None:
+        """Replaces the params in place with ``params`` of the same structure and shapes,
+        e.g. from ``cell.init``, ``rnnjax.interop.from_torch`` or ``from_keras``; arrays are
+        cast to the module's ``param_dtype``."""
+        _check_like(f"{type(self).__name__}.load_params", params, self.params)
+        dtype = self.options.param_dtype
+        jax.tree.map(
+            lambda v, new: v.set_value(jnp.asarray(new, dtype)),
+            self.cell,
+            params,
+            is_leaf=_is_variable,
+        )
+
+
+class _Recurrent(_HoldsParams):
     """What SimpleRNN, LSTM and GRU share, their settings listed once; see :class:`LSTM`."""
 
     kind: ClassVar[str]
@@ -125,30 +175,9 @@ class _Recurrent(nnx.Module):
             hoist_projection=hoist_projection,
             cell_settings=tuple(sorted(cell_settings.items())),
         )
-        self.in_features = in_features
-        self.options = options
+        self._hold(options, in_features, rngs)
         self.deterministic = deterministic
-        self.cell = nnx.data(jax.tree.map(nnx.Param, options.init(rngs.params(), in_features)))
         self.rngs = rngs.dropout.fork() if options.uses_key else nnx.data(None)
-
-    @property
-    def params(self) -> Params:
-        """The params as the functional layer takes them: the cell's NamedTuple (a tuple of
-        them for ``num_layers > 1``)."""
-        return jax.tree.map(lambda v: v[...], self.cell, is_leaf=_is_variable)
-
-    def load_params(self, params: Params) -> None:
-        """Replaces the params in place with ``params`` of the same structure and shapes,
-        e.g. from ``cell.init``, ``rnnjax.interop.from_torch`` or ``from_keras``; arrays are
-        cast to the module's ``param_dtype``."""
-        _check_like(f"{type(self).__name__}.load_params", params, self.params)
-        dtype = self.options.param_dtype
-        jax.tree.map(
-            lambda v, new: v.set_value(jnp.asarray(new, dtype)),
-            self.cell,
-            params,
-            is_leaf=_is_variable,
-        )
 
     def __call__(
         self,
@@ -187,7 +216,7 @@ class SimpleRNN(_Recurrent):
       num_layers: layers stacked (PyTorch's ``num_layers``), each ``features`` wide.
       stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
       unroll, remat, fused_backward, hoist_projection: as :func:`rnnjax.layer`.
-      initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see the README).
+      initializer: ``"keras"``, ``"torch"`` or ``"flax"`` (see docs/guides/cells.md).
       dtype: computation dtype (``rnnjax.layer``'s ``compute_dtype``); ``None`` computes in
         ``param_dtype``.
       param_dtype: dtype of the params.
@@ -386,3 +415,222 @@ class Bidirectional(nnx.Module):
             key=key,
             deterministic=deterministic,
         )
+
+
+# --- Step modules: one time step, Flax's cell protocol -------------------------------------
+
+
+class _Step(_HoldsParams, nnx.RNNCellBase):
+    """What the step modules share; see :class:`LSTMCell`."""
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        initializer: str = "keras",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+        **cell_settings: Any,
+    ) -> None:
+        options = RecurrentOptions(
+            self.kind,
+            features,
+            initializer=initializer,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            cell_settings=tuple(sorted(cell_settings.items())),
+        )
+        self._hold(options, in_features, rngs)
+
+    def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
+        """One time step: ``x_t [*batch, in_features]`` to ``(carry, y_t [*batch, features])``."""
+        return self.options.step(self.params, carry, x_t, where=f"rnnjax.nnx.{type(self).__name__}")
+
+    def initialize_carry(
+        self,
+        input_shape: tuple[int, ...],
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+        carry_init: Callable[..., Array] | None = None,
+    ) -> Carry:
+        """The carry before the first step for inputs of shape ``input_shape`` (``[*batch,
+        in_features]``): zeros in ``param_dtype`` (an :class:`~rnnjax.LSTMState` for the LSTM).
+
+        Flax's signature: ``rngs`` is read only with ``carry_init``, a
+        ``jax.nn.initializers`` function ``(key, shape, dtype)`` drawn once per carry array
+        from ``rngs`` (an :class:`~flax.nnx.Rngs`' ``carry`` stream, or a stream).
+        """
+        zeros = self.options.initial_carry(tuple(input_shape), self.params)
+        if carry_init is None:
+            return zeros
+        stream = rngs.carry if isinstance(rngs, nnx.Rngs) else rngs
+        if stream is None:
+            raise ValueError(
+                f"rnnjax.nnx.{type(self).__name__}.initialize_carry: carry_init needs rngs"
+                " (an nnx.Rngs with a 'carry' stream, or a stream); got rngs=None"
+            )
+        return jax.tree.map(lambda leaf: carry_init(stream(), leaf.shape, leaf.dtype), zeros)
+
+    @property
+    def num_feature_axes(self) -> int:
+        """Flax's cell protocol: ``x_t`` has one feature axis, the last."""
+        return 1
+
+
+class SimpleRNNCell(_Step):
+    """One step of :class:`SimpleRNN`, ``h' = activation(x W + h U + b)``: a Flax NNX cell.
+
+    Holds the same params as :class:`SimpleRNN` (:class:`~rnnjax.SimpleRNNParams`, same
+    initializers), so :meth:`load_params` takes either's; a call runs
+    ``rnnjax.simple_rnn(features).step``. Follows Flax's cell protocol
+    (:class:`flax.nnx.RNNCellBase`), so it runs inside :class:`flax.nnx.RNN`.
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      activation: default ``jnp.tanh``.
+      initializer, dtype, param_dtype: as :class:`SimpleRNN`.
+      rngs: the ``params`` stream.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.SimpleRNNCell(3, 8, rngs=nnx.Rngs(0))
+      >>> carry = cell.initialize_carry((2, 3))                   # [batch, in_features]
+      >>> carry, y = cell(carry, jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "simple_rnn"
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        activation: Callable[[Array], Array] = jnp.tanh,
+        rngs: nnx.Rngs,
+        **options: Any,
+    ) -> None:
+        super().__init__(in_features, features, activation=activation, rngs=rngs, **options)
+
+
+class LSTMCell(_Step):
+    """One step of :class:`LSTM`: a Flax NNX cell, carry :class:`~rnnjax.LSTMState` ``(h, c)``.
+
+    Holds the same params as :class:`LSTM` (:class:`~rnnjax.LSTMParams`, gates i, f, g, o,
+    same initializers), so :meth:`load_params` takes an ``LSTM``'s params and
+    ``rnnjax.interop.from_torch``'s or ``from_keras``'s (one layer, one direction); a call
+    runs ``rnnjax.lstm(features).step``, so a jitted or scanned step equals the ``LSTM``'s
+    output at that step bit for bit. It follows Flax's cell protocol
+    (:class:`flax.nnx.RNNCellBase`: ``__call__(carry, x_t)``, ``initialize_carry``,
+    ``num_feature_axes``), so :class:`flax.nnx.RNN` runs it over a sequence. The carry is
+    an :class:`~rnnjax.LSTMState`: a plain tuple is refused (Flax's own ``LSTMCell`` orders
+    it ``(c, h)``).
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`LSTM`.
+      rngs: the ``params`` stream.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.LSTMCell(3, 32, rngs=nnx.Rngs(0))
+      >>> xs = jnp.ones((2, 5, 3))                                # [batch, time, features]
+      >>> nnx.RNN(cell)(xs).shape                                 # Flax's own driver
+      (2, 5, 32)
+      >>> lstm = rnnjax.nnx.LSTM(3, 32, return_sequences=True, rngs=nnx.Rngs(1))
+      >>> cell.load_params(lstm.params)                           # interchangeable params
+      >>> bool(jnp.allclose(nnx.RNN(cell)(xs), lstm(xs), atol=1e-6))
+      True
+
+      Decoding, one token at a time (carry in, one token's embedding in, carry out):
+
+      >>> embed = nnx.Embed(10, 3, rngs=nnx.Rngs(2))
+      >>> @nnx.jit
+      ... def step(cell, embed, carry, token):
+      ...     return cell(carry, embed(token))
+      >>> carry, token = cell.initialize_carry((2, 3)), jnp.array([1, 4])
+      >>> for _ in range(3):
+      ...     carry, y = step(cell, embed, carry, token)
+      ...     token = jnp.argmax(y[:, :10], axis=-1)              # a real model: a Dense head
+      >>> carry.h.shape, carry.c.shape
+      ((2, 32), (2, 32))
+    """
+
+    kind: ClassVar[str] = "lstm"
+
+
+class GRUCell(_Step):
+    """One step of :class:`GRU` (gates r, z, n; params :class:`~rnnjax.GRUParams`): a Flax
+    NNX cell; as :class:`LSTMCell`, with carry ``h``.
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
+      initializer, dtype, param_dtype: as :class:`GRU`.
+      rngs: the ``params`` stream.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.GRUCell(3, 8, reset_after=False, rngs=nnx.Rngs(0))
+      >>> carry, ys = nnx.RNN(cell, return_carry=True)(jnp.ones((2, 5, 3)))
+      >>> carry.shape, ys.shape
+      ((2, 8), (2, 5, 8))
+    """
+
+    kind: ClassVar[str] = "gru"
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        reset_after: bool = True,
+        rngs: nnx.Rngs,
+        **options: Any,
+    ) -> None:
+        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **options)
+
+
+class MinGRUCell(_Step):
+    """One step of :class:`MinGRU` (params :class:`~rnnjax.MinRNNParams`, carry ``h``): a Flax
+    NNX cell for decoding; as :class:`LSTMCell`.
+
+    Args:
+      in_features, features, initializer, dtype, param_dtype, rngs: as :class:`LSTMCell`.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.MinGRUCell(3, 8, rngs=nnx.Rngs(0))
+      >>> carry, y = cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTMCell(_Step):
+    """One step of :class:`MinLSTM` (params :class:`~rnnjax.MinRNNParams`, carry ``h``); as
+    :class:`MinGRUCell`.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.MinLSTMCell(3, 8, rngs=nnx.Rngs(0))
+      >>> carry, y = cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_lstm"

@@ -3,8 +3,11 @@
 The modules are thin shells: :class:`RecurrentOptions` turns a module's settings into a
 functional :class:`~rnnjax.Layer` (``rnnjax.layer``, stacked with ``rnnjax.stack`` for
 ``num_layers > 1``, paired by ``rnnjax.bidirectional``) and shapes ``(final_carry, ys)`` into
-what Keras returns. Both APIs call exactly these functions, so a module's output is the
-functional layer's, bit for bit.
+what Keras returns. The step modules (``LSTMCell`` etc.) take the same options object, with
+only the settings that apply to one step set (``features``, ``initializer``, ``dtype``,
+``param_dtype`` and the cell kind's own), and run one time step through the same cell's
+``step`` (:meth:`RecurrentOptions.step`). Both APIs call exactly these functions, so a
+module's output is the functional layer's, bit for bit.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from rnnjax._src.checks import check_carry, checked_step
 from rnnjax._src.compose import BidirectionalParams, bidirectional, check_merge, merge_outputs
 from rnnjax._src.compose import stack as make_stack
 from rnnjax._src.contract import Carry, Cell, Layer, Params
+from rnnjax._src.derived import with_compute_dtype
 from rnnjax._src.layers import layer as make_layer
 from rnnjax._src.registry import CELL_KINDS, make_cell
 
@@ -85,6 +90,33 @@ class RecurrentOptions:
         """The functional cell, e.g. ``rnnjax.lstm(features, initializer=...)``."""
         settings = dict(self.cell_settings)
         return make_cell(self.kind, self.features, initializer=self.initializer, **settings)
+
+    def initial_carry(self, input_shape: tuple[int, ...], params: Params | None = None) -> Carry:
+        """The zero carry for inputs ``[*batch, features_in]`` of shape ``input_shape``: the
+        cell's ``initial_carry`` on ``params`` (before ``init``, on their shapes), in the
+        params' dtype."""
+        batch = tuple(input_shape[:-1])
+        if params is None:
+            params = jax.eval_shape(lambda: self.init(jax.random.key(0), input_shape[-1]))
+        carry = jax.eval_shape(lambda p: self.cell().initial_carry(p, batch), params)
+        return jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), carry)
+
+    def step(self, params: Params, carry: Carry, x: Array, *, where: str) -> tuple[Carry, Array]:
+        """One time step, ``cell.step(params, carry, x)``, as :meth:`layer` computes each step:
+        with ``dtype`` set, ``x`` in that dtype, params cast inside the step, the carry and
+        the output in the params' dtype. Arguments are checked first (at trace time), errors
+        naming ``where``."""
+        cell = self.cell()
+        if self.dtype is None:
+            return checked_step(cell, where)(params, carry, x)
+        batch = tuple(jnp.shape(x)[:-1])
+        state = jax.eval_shape(lambda: cell.initial_carry(params, batch))
+        carry = check_carry(carry, state, where, "carry")
+        carry = jax.tree.map(lambda c, like: jnp.asarray(c, like.dtype), carry, state)
+        run = with_compute_dtype(cell, jnp.dtype(self.dtype))
+        new, y = checked_step(run, where)(params, carry, jnp.asarray(x).astype(self.dtype))
+        new = jax.tree.map(lambda c, like: c.astype(like.dtype), new, state)
+        return new, y.astype(cell.output(state).dtype)
 
     def layer(self) -> Layer:
         """The functional layer the module runs: ``rnnjax.layer`` (stacked for ``num_layers>1``)."""
