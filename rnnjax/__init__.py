@@ -15,6 +15,9 @@ Flax's modules, torch and Keras are imported only when they are needed.
 import importlib
 from typing import Any
 
+from rnnjax._src.attention import AttentionParams as AttentionParams
+from rnnjax._src.attention import AttentionState as AttentionState
+from rnnjax._src.attention import attention as attention
 from rnnjax._src.cells import GRUParams as GRUParams
 from rnnjax._src.cells import LSTMParams as LSTMParams
 from rnnjax._src.cells import LSTMState as LSTMState
@@ -33,6 +36,8 @@ from rnnjax._src.contract import Layer as Layer
 from rnnjax._src.contract import LinearScan as LinearScan
 from rnnjax._src.contract import Projection as Projection
 from rnnjax._src.contract import hidden_state as hidden_state
+from rnnjax._src.decoding import Decoded as Decoded
+from rnnjax._src.decoding import decode as decode
 from rnnjax._src.driver import default_hoist as default_hoist
 from rnnjax._src.driver import rnn as rnn
 from rnnjax._src.driver import rnn_with_resets as rnn_with_resets
@@ -45,8 +50,11 @@ from rnnjax._src.min_cells import min_lstm as min_lstm
 __version__ = "0.1.0"
 
 __all__ = (
+    "AttentionParams",
+    "AttentionState",
     "BidirectionalParams",
     "Cell",
+    "Decoded",
     "GRUParams",
     "GateSplit",
     "LSTMParams",
@@ -56,7 +64,9 @@ __all__ = (
     "MinRNNParams",
     "Projection",
     "SimpleRNNParams",
+    "attention",
     "bidirectional",
+    "decode",
     "default_hoist",
     "gru",
     "hidden_state",
