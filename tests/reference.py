@@ -1,4 +1,4 @@
-"""Float64 NumPy references written from the cell equations (README, "Conventions"), not
+"""Float64 NumPy references written from the cell equations (docs/guides/cells.md), not
 from rnnjax.
 
 Gate blocks are sliced by hand: LSTM columns i, f, g, o; GRU columns r, z, n.

@@ -279,7 +279,7 @@ def simple_rnn(
       hidden_size: ``H``, the size of ``h``.
       activation: elementwise nonlinearity (``jnp.tanh``; ``jax.nn.relu`` for PyTorch's
         ``nonlinearity="relu"``).
-      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``; see the README.
+      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``; see docs/guides/cells.md.
 
     Returns:
       A :class:`Cell` whose params are :class:`SimpleRNNParams`. Equal settings return the

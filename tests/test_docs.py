@@ -1,0 +1,126 @@
+"""The documentation site: the API reference covers every public name, and the guides' code runs.
+
+- Every name in the ``__all__`` of the five public modules (read at run time, so names added
+  later are covered) has a docstring of its own and an entry in the built API reference.
+- Every ```python block of every guide page (docs/guides/*.md) runs: one namespace per page,
+  blocks in order, as a reader pastes them. A block preceded by the line
+  ``<!-- docs-test: skip -->`` is left out (for code that needs what CI lacks, e.g. a
+  dataset); keep those rare. The blocks carry their own ``assert`` lines.
+"""
+
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+PUBLIC_MODULES = ("rnnjax", "rnnjax.nnx", "rnnjax.linen", "rnnjax.interop", "rnnjax.training")
+SKIP_MARKER = "<!-- docs-test: skip -->"
+
+
+def python_blocks(page: Path) -> list[str]:
+    """The page's ```python blocks, in order, less those marked to skip; each padded with
+    newlines so that a traceback gives the line of the page."""
+    text = page.read_text()
+    blocks = []
+    for match in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S):
+        preceding = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        if preceding.strip() != SKIP_MARKER:
+            blocks.append("\n" * text[: match.start(1)].count("\n") + match.group(1))
+    return blocks
+
+
+GUIDES = sorted(page for page in (DOCS / "guides").glob("*.md") if python_blocks(page))
+
+
+def public_names():
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        for name in module.__all__:
+            yield module_name, name, getattr(module, name)
+
+
+def own_docstring(obj) -> str:
+    """The docstring written for ``obj``, not one Python made up (a NamedTuple's
+    ``LSTMState(h, c)``) or inherited."""
+    doc = obj.__doc__ if inspect.isclass(obj) or callable(obj) else None
+    if inspect.isclass(obj) and doc is not None and "__doc__" not in vars(obj):
+        return ""  # inherited
+    if doc and inspect.isclass(obj) and re.fullmatch(rf"{obj.__name__}\(.*\)", doc.strip()):
+        return ""  # collections.namedtuple's default
+    return inspect.cleandoc(doc or "")
+
+
+@pytest.mark.parametrize(
+    "module_name, name", [(m, n) for m, n, _ in public_names()], ids=lambda x: str(x)
+)
+def test_public_name_has_a_docstring(module_name, name):
+    obj = getattr(importlib.import_module(module_name), name)
+    assert own_docstring(obj), f"{module_name}.{name} has no docstring of its own"
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    """``mkdocs build --strict`` into a temporary folder, or the site that .ci/run has just
+    built that way (``RNNJAX_DOCS_SITE``)."""
+    prebuilt = os.environ.get("RNNJAX_DOCS_SITE")
+    if prebuilt and (Path(prebuilt) / "index.html").is_file():
+        return Path(prebuilt)
+    pytest.importorskip("mkdocs")
+    site = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return site
+
+
+def test_every_public_name_is_in_the_api_reference(built_site):
+    pages = {
+        module_name: (built_site / "api" / page / "index.html").read_text()
+        for module_name, page in zip(
+            PUBLIC_MODULES, ("rnnjax", "nnx", "linen", "interop", "training"), strict=True
+        )
+    }
+    missing = [
+        f"{module_name}.{name}"
+        for module_name, name, _ in public_names()
+        if f'id="{module_name}.{name}"' not in pages[module_name]
+    ]
+    assert not missing, f"not in the API reference: {missing}"
+
+
+def test_python_blocks_keep_order_and_page_lines_and_honour_the_skip_marker(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# t\n\n```python\na = 1\n```\n\n"
+        f"{SKIP_MARKER}\n```python\nraise SystemExit\n```\n\n"
+        "```text\nnot python\n```\n\n```python\nb = a + 1\n```\n"
+    )
+    first, second = python_blocks(page)
+    assert first == "\n" * 3 + "a = 1\n" and second.lstrip("\n") == "b = a + 1\n"
+    assert second.count("\n") == 17  # line 17 of the page is line 17 of the block
+
+
+def test_the_guides_have_code_to_run():
+    assert len(GUIDES) >= 8
+
+
+@pytest.mark.parametrize("page", GUIDES, ids=lambda page: page.name)
+def test_guide_code_runs(page):
+    namespace: dict = {"__name__": f"docs_{page.stem}"}
+    # user code, which may broadcast as NumPy does
+    with jax.numpy_rank_promotion("allow"):
+        for code in python_blocks(page):
+            exec(compile(code, str(page), "exec"), namespace)
