@@ -28,7 +28,16 @@ def run(script, *args, timeout=300):
 
 
 @pytest.mark.parametrize(
-    "script", ["quickstart.py", "forecast.py", "word_language.py", "char_lm.py", "sentiment.py"]
+    "script",
+    [
+        "quickstart.py",
+        "forecast.py",
+        "word_language.py",
+        "char_lm.py",
+        "sentiment.py",
+        "translate_dates.py",
+        "next_word.py",
+    ],
 )
 def test_help(script):
     assert "usage:" in run(script, "--help")
@@ -228,3 +237,101 @@ def test_killed_and_resumed_trainer_reports_what_an_uninterrupted_run_does(
             run_main(tmp_path / "killed", kill_at=step)
     run_main(tmp_path / "killed")
     assert results(tmp_path / "killed") == results(tmp_path / "whole")
+
+
+def test_translate_dates_quick(tmp_path):
+    stdout = run("translate_dates.py", "--quick", "--out", str(tmp_path), "--no-progress")
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["held_out_locales"] == ["pt_PT", "da", "pl", "ru"]
+    for name in ("attention", "baseline"):
+        for part in ("test", "pt_PT", "da", "pl", "ru"):
+            assert 0 <= report[f"{name}_{part}_exact_match"] <= 1
+        assert f"{name}: held-out dates" in stdout
+        metrics = list(tmp_path.glob(f"{name}-*-metrics.jsonl"))
+        assert len(metrics) == 1 and "val_exact_match" in metrics[0].read_text()
+    assert 0 <= report["attention_beam_test_exact_match"] <= 1
+    assert report["ambiguous_left_out"] > 0  # en_US "3/12/24" is es "3/12/24" too
+    assert (tmp_path / "attention.png").stat().st_size > 10_000
+    assert any((tmp_path / "checkpoints").iterdir())
+
+
+def test_translate_dates_targets_are_the_dates_written():
+    """Each ISO target, read back with the standard library and written by Babel in the
+    example's locale and format, gives the source text; text two dates share is left out."""
+    import datetime
+
+    from babel.dates import format_date
+
+    translate = load_example("translate_dates")
+    dates = [datetime.date(2024, 3, 12), datetime.date(1950, 1, 1), datetime.date(2049, 12, 31)]
+    locales, forms = ["en_US", "fr", "de", "es", "pt_PT"], translate.FORMATS
+    reader = translate.NumericReader(locales)
+    pairs = [(d, loc, f) for d in dates for loc in locales for f in forms]
+    written = translate.write_dates(*zip(*pairs, strict=True), reader)
+    for text, target, locale, form in zip(
+        written["texts"], written["targets"], written["locales"], written["formats"], strict=True
+    ):
+        date = datetime.date.fromisoformat(target)
+        assert format_date(date, format=form, locale=locale) == text
+    # en_US "3/12/24" (12 March) is es "3/12/24" (3 December), es "12/3/24" (12 March) is
+    # en_US "12/3/24" (3 December): both are left out, nothing else.
+    assert written["ambiguous"] == 2 and len(written["texts"]) == len(pairs) - 2
+    assert "3/12/24" not in written["texts"] and "12/3/24" not in written["texts"]
+    assert reader.readings("3/12/24") == {datetime.date(2024, 3, 12), datetime.date(2024, 12, 3)}
+    alphabet = {char: i + 2 for i, char in enumerate("0123456789 marsdéc")}
+    encoded = translate.encode(written, alphabet, source_length=48)
+    assert [translate.to_text(row) for row in encoded["targets"]] == written["targets"]
+    assert (encoded["decoder_inputs"][:, 1:] == encoded["targets"][:, :-1]).all()
+    assert encoded["lengths"].tolist() == [len(text) for text in written["texts"]]
+
+
+def test_next_word_quick(tmp_path):
+    prompt = "the return statement"
+    stdout = run("next_word.py", "--quick", "--out", str(tmp_path), "--no-progress")
+    report = json.loads((tmp_path / "report.json").read_text())
+    for name in ("test_perplexity", "unigram_test_perplexity", "bigram_test_perplexity"):
+        assert 1 < report[name] < report["vocabulary"]
+    assert "test perplexity: LSTM" in stdout and "bigram" in stdout and "unigram" in stdout
+    metrics = list(tmp_path.glob("lstm-*-metrics.jsonl"))
+    assert len(metrics) == 1 and "val_perplexity" in metrics[0].read_text()
+    for title in ("greedy", "sample (temperature 0.8, top-k 20)", "beam search (width 2)"):
+        continuation = stdout.split(f"--- {title} ---\n")[1].splitlines()[0]
+        assert continuation.startswith(prompt) and len(continuation) > len(prompt)
+
+
+def test_next_word_tokens_vocabulary_and_baselines():
+    """The tokenizer round-trips through the vocabulary, the topic split is a partition, and
+    the bigram baseline's perplexity is the one computed by hand on a tiny corpus."""
+    import math
+
+    import numpy as np
+
+    next_word = load_example("next_word")
+    tokens = next_word.tokenize("A *list* of x**2:\n---------\n\n  f(x) ... done.")
+    expected = "a * list * of x ** 2 : f ( x ) ... done ."
+    assert tokens == expected.split()
+    vocabulary = next_word.build_vocabulary(tokens, size=4)
+    assert vocabulary == ["<unk>", "*", "x", "a"]  # by count, then first seen
+    ids = next_word.encode(tokens, vocabulary)
+    assert [vocabulary[i] for i in ids] == [t if t in vocabulary else "<unk>" for t in tokens]
+    full = next_word.build_vocabulary(tokens, size=100)
+    assert [full[i] for i in next_word.encode(tokens, full)] == tokens
+    words = ["a", "list", "(", "of", "x", ")", "is", "done", "."]
+    assert next_word.detokenize(words) == "a list (of x) is done."
+
+    sizes = {"a": 50, "b": 30, "c": 10, "d": 10}
+    parts = next_word.split_topics(sizes, seed=0, held_out=0.1)
+    assert sorted(name for names in parts.values() for name in names) == sorted(sizes)
+    assert all(parts.values())
+
+    # Train ids 1 2 1 2 2 over a vocabulary of 4: unigram add-one (1, 3, 4, 1) / 9; contexts
+    # c(1) = 2, c(2) = 2; pairs (1, 2): 2, (2, 1): 1, (2, 2): 1. With lambda 0.5:
+    # P(2 | 1) = 0.5 * 2/2 + 0.5 * 4/9, P(1 | 2) = 0.5 * 1/2 + 0.5 * 3/9, and context 3
+    # (never seen) falls back to the unigram: P(0 | 3) = 1/9.
+    train = np.array([1, 2, 1, 2, 2])
+    got = next_word.bigram_log_probs(train, np.array([1, 2, 3]), np.array([2, 1, 0]), 4, 0.5)
+    expected = [0.5 + 0.5 * 4 / 9, 0.25 + 0.5 * 3 / 9, 1 / 9]
+    np.testing.assert_allclose(np.exp(got), expected)
+    assert math.isclose(
+        next_word.perplexity(got), math.exp(-sum(map(math.log, expected)) / 3), rel_tol=1e-12
+    )
