@@ -40,9 +40,13 @@ BatchShape = int | Sequence[int]
 
 
 class InitFn(Protocol):
-    """``init(key, input_size, dtype=float32) -> params``."""
+    """``init(key, input_size, dtype=float32) -> params``.
 
-    def __call__(self, key: Array, input_size: int, dtype: DTypeLike = ..., /) -> Params: ...
+    ``input_size`` and ``dtype`` may be passed by keyword (``cell.init(key, input_size=8)``),
+    so a cell's ``init`` gives its parameters those names.
+    """
+
+    def __call__(self, key: Array, /, input_size: int, dtype: DTypeLike = ...) -> Params: ...
 
 
 class InitialCarryFn(Protocol):
