@@ -19,6 +19,8 @@ from pathlib import Path
 import jax
 import pytest
 
+from tests.peers import import_peer
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = ("rnnjax", "rnnjax.nnx", "rnnjax.linen", "rnnjax.interop", "rnnjax.training")
@@ -73,7 +75,7 @@ def built_site(tmp_path_factory):
     prebuilt = os.environ.get("RNNJAX_DOCS_SITE")
     if prebuilt and (Path(prebuilt) / "index.html").is_file():
         return Path(prebuilt)
-    pytest.importorskip("mkdocs")
+    import_peer("mkdocs")  # installed by the docs extra; required under RNNJAX_REQUIRE_PEERS=1
     site = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
