@@ -18,7 +18,7 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from rnnjax._src.cells import matmul
-from rnnjax._src.checks import check_carry, shape_error
+from rnnjax._src.checks import check_carry, check_seq_lengths, shape_error
 from rnnjax._src.contract import BatchShape, Carry, Cell, Params
 
 Array = jax.Array
@@ -86,29 +86,16 @@ def _check_memory(memory: Any, memory_lengths: Any, kind: str, attention_size: A
         raise TypeError(
             f"{where}: memory must be floating point; got {memory.dtype}{list(memory.shape)}"
         )
-    if memory_lengths is None:
-        return
-    batch_shape, source_time = tuple(memory.shape[:-2]), memory.shape[-2]
-    shape = getattr(memory_lengths, "shape", None)
-    if shape is None or tuple(shape) != batch_shape:
-        actual = type(memory_lengths) if shape is None else tuple(shape)
-        raise shape_error(
-            "memory_lengths",
-            f"{batch_shape} (the batch shape of memory {tuple(memory.shape)})",
-            actual,
+    if memory_lengths is not None:
+        batch_shape, source_time = tuple(memory.shape[:-2]), memory.shape[-2]
+        check_seq_lengths(
+            memory_lengths,
+            batch_shape,
+            source_time,
             where,
+            "memory_lengths",
+            f"memory {tuple(memory.shape)}",
         )
-    if not jnp.issubdtype(memory_lengths.dtype, jnp.integer):
-        raise TypeError(
-            f"{where}: memory_lengths must have an integer dtype; got {memory_lengths.dtype}"
-        )
-    if not isinstance(memory_lengths, jax.core.Tracer):
-        concrete = np.asarray(memory_lengths)
-        if concrete.size and (concrete.min() < 0 or concrete.max() > source_time):
-            raise ValueError(
-                f"{where}: memory_lengths must lie in [0, {source_time}] (memory's source_time);"
-                f" got values from {concrete.min()} to {concrete.max()}"
-            )
 
 
 def _glorot(key: Array, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
