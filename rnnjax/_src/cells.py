@@ -443,16 +443,17 @@ def _gru_recurrent(params: GRUParams, h: Array) -> Array:
     return _add_bias(matmul(h, params.recurrent_kernel), params.recurrent_bias)
 
 
-def _gru_combine(projected: Array, recurrent: Array) -> Array:
-    # [r and z pre-activations (2H), the candidate's input part, its recurrent part]
+def _gru_combine(projected: Array, recurrent: Array) -> tuple[Array, Array, Array]:
+    # The r and z pre-activations (2H), the candidate's input part and its recurrent part:
+    # three arrays, not one concatenation, which each step (and its tangent) would write.
     x_rz, x_n = jnp.split(projected, [2 * (projected.shape[-1] // 3)], axis=-1)
     h_rz, h_n = jnp.split(recurrent, [2 * (recurrent.shape[-1] // 3)], axis=-1)
-    return jnp.concatenate([x_rz + h_rz, x_n, h_n], axis=-1)
+    return x_rz + h_rz, x_n, h_n
 
 
-def _gru_gates(h: Array, preactivations: Array) -> tuple[Array, Array]:
-    r, z, x_n, h_n = jnp.split(preactivations, 4, axis=-1)
-    r, z = jax.nn.sigmoid(r), jax.nn.sigmoid(z)
+def _gru_gates(h: Array, preactivations: tuple[Array, Array, Array]) -> tuple[Array, Array]:
+    rz, x_n, h_n = preactivations
+    r, z = jnp.split(jax.nn.sigmoid(rz), 2, axis=-1)
     n = jnp.tanh(x_n + r * h_n)
     h_new = (1 - z) * n + z * h
     return h_new, h_new

@@ -108,15 +108,17 @@ class RecurrentFn(Protocol):
 
 
 class CombineFn(Protocol):
-    """``combine(projected, recurrent) -> z``: linear in both; the pre-activations."""
+    """``combine(projected, recurrent) -> z``: linear in both; the pre-activations, an array
+    or any pytree of ``[*batch, ...]`` arrays (the GRU's is a tuple of three, so that no step
+    concatenates them)."""
 
-    def __call__(self, projected: Array, recurrent: Array, /) -> Array: ...
+    def __call__(self, projected: Array, recurrent: Array, /) -> Any: ...
 
 
 class GatesFn(Protocol):
     """``gates(carry, z) -> (carry, y_t)``: the elementwise rest of a step."""
 
-    def __call__(self, carry: Carry, z: Array, /) -> tuple[Carry, Array]: ...
+    def __call__(self, carry: Carry, z: Any, /) -> tuple[Carry, Array]: ...
 
 
 class Projection(NamedTuple):
@@ -145,7 +147,7 @@ class GateSplit(NamedTuple):
 
     Attributes:
       recurrent: :class:`RecurrentFn`, ``h @ recurrent_kernel`` (plus any recurrent bias).
-      combine: :class:`CombineFn`.
+      combine: :class:`CombineFn`; ``z`` may be an array or a pytree of arrays.
       gates: :class:`GatesFn`.
     """
 

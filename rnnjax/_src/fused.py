@@ -52,8 +52,8 @@ def _fused_scan(
     return outputs
 
 
-def _preactivations(cell: Cell, params: Params, projected: Array, carry: Carry) -> Array:
-    """A step's ``z`` from its input projection and the carry entering it."""
+def _preactivations(cell: Cell, params: Params, projected: Array, carry: Carry) -> Any:
+    """A step's ``z`` (an array or a pytree) from its input projection and the carry."""
     assert cell.gate_split is not None
     split = cell.gate_split
     return split.combine(projected, split.recurrent(params, cell.output(carry)))
@@ -130,7 +130,7 @@ def _fused_scan_jvp(
 
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def linear_step(
-        carry: Carry, z: Array | None, x_t: Array | None, d_carry: Carry, d_outside_t: Any
+        carry: Carry, z: Any, x_t: Array | None, d_carry: Carry, d_outside_t: Any
     ) -> Any:
         """The step's tangent, given its primal inputs; activations (and, with ``remat``,
         the pre-activations) are recomputed in the backward pass rather than saved."""
@@ -140,7 +140,7 @@ def _fused_scan_jvp(
         _, d_h_matmul = jax.jvp(lambda c: recurrent(params, cell.output(c)), (carry,), (d_carry,))
         d_z = combine(no_projected, d_h_matmul)
         if d_outside_t is not None:
-            d_z = d_z + d_outside_t
+            d_z = jax.tree.map(jnp.add, d_z, d_outside_t)
         return jax.jvp(gates, (carry, z), (d_carry, d_z))[1]
 
     def body(d_carry: Carry, inputs_t: Any) -> tuple[Carry, Array]:
