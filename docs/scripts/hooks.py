@@ -43,7 +43,14 @@ def _latest_tables() -> str:
     start = latest.index("\n### ") + 1
     end = latest.find("\n### ", start)
     lines = latest[start : end if end > 0 else None].split("\n")
-    last = max(i for i, line in enumerate(lines) if line.startswith("**SimpleRNN**"))
+    summaries = [i for i, line in enumerate(lines) if line.startswith("**SimpleRNN**")]
+    if not summaries:
+        raise ValueError(
+            f"benchmarks/README.md: the first section under '## Latest tables' ({lines[0]!r})"
+            " must be a full run that ends in a **SimpleRNN** summary table; put partial"
+            " measurements under '## What the speed work measured'"
+        )
+    last = summaries[-1]
     while last < len(lines) and not lines[last].startswith("|"):
         last += 1
     while last < len(lines) and lines[last].startswith("|"):
