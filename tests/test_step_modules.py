@@ -184,6 +184,32 @@ def test_params_from_torch_step_as_torch_computes(api):
     np.testing.assert_allclose(carry.c, c_n[0].numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("api", ["nnx", "linen"])
+def test_params_from_keras_step_as_keras_computes(api):
+    """A Keras GRU (gates stored z, r, n; two bias rows) through ``from_keras``, stepped by
+    Flax's ``RNN`` over the step module: Keras's outputs and final state."""
+    keras = import_peer("keras")
+    xs = inputs()
+    layer = keras.layers.GRU(HIDDEN, return_sequences=True, return_state=True)
+    rng = np.random.default_rng(1)
+    # Keras broadcasts ranks implicitly (its initialiser, its bias add), so allow it here.
+    with jax.numpy_rank_promotion("allow"), jax.default_matmul_precision("highest"):
+        layer(np.asarray(xs))  # build
+        for variable in layer.weights:  # nonzero biases, nothing at its default
+            variable.assign(rng.uniform(-0.5, 0.5, tuple(variable.shape)).astype(np.float32))
+        want_ys, want_h = layer(np.asarray(xs))
+        _, params = rnnjax.interop.from_keras(layer)
+        if api == "nnx":
+            cell = rnnjax.nnx.GRUCell(FEATURES, HIDDEN, rngs=nnx.Rngs(0))
+            cell.load_params(params)
+            h, ys = nnx.RNN(cell, return_carry=True)(xs)
+        else:
+            rnn = nn.RNN(rnnjax.linen.GRUCell(HIDDEN), return_carry=True)
+            h, ys = rnn.apply({"params": {"cell": {"cell": params}}}, xs)
+    np.testing.assert_allclose(ys, np.asarray(want_ys), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h, np.asarray(want_h), rtol=1e-5, atol=1e-6)
+
+
 def test_initialize_carry_zeros_in_param_dtype():
     xs = inputs()
     cell = rnnjax.nnx.LSTMCell(FEATURES, HIDDEN, param_dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
