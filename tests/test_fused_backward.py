@@ -223,7 +223,7 @@ def test_split_step_equals_step(case):
     cell, split = case.cell, case.cell.gate_split
     h = rnnjax.hidden_state(cell, carry)
     z = split.combine(cell.projection.project(params, xs[:, 0]), split.recurrent(params, h))
-    assert_trees_close(split.gates(carry, z), cell.step(params, carry, xs[:, 0]), tol=1e-6)
+    assert_trees_close(split.gates(params, carry, z), cell.step(params, carry, xs[:, 0]), tol=1e-6)
 
 
 def test_zero_time_steps_pass_the_carry_through_in_every_mode():

@@ -476,7 +476,7 @@ def test_derived_cells_are_complete_cells_nesting_in_any_order():
         carry, ys = cell.initial_carry(params, BATCH), []
         for t in range(TIME):
             z = xs[:, t] @ params.kernel + (carry.h * mask) @ params.recurrent_kernel
-            carry, y = cell.gate_split.gates(carry, z + params.bias[None])
+            carry, y = cell.gate_split.gates(params, carry, z + params.bias[None])
             ys.append(y)
         return jnp.stack(ys, axis=1)
 

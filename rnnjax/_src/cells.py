@@ -1,6 +1,6 @@
 """The built-in cells: the vanilla RNN, the LSTM and the GRU, each a :class:`~rnnjax.Cell`.
 
-Each step is ``gates(carry, combine(x @ kernel + bias, recurrent(params, h)))``: the input
+Each step is ``gates(params, carry, combine(x @ kernel + bias, recurrent(params, h)))``: the input
 projection, the recurrent matmul, and the elementwise rest. Built from those three parts, a
 cell gets every capability of the contract (:mod:`rnnjax._src.contract`) from one set of
 equations; the GRU with ``reset_after=False``, whose reset gate acts before its second
@@ -238,13 +238,13 @@ def _cell(
     combine: CombineFn,
     gates: GatesFn,
 ) -> Cell:
-    """The cell whose step is ``gates(carry, combine(x @ kernel + bias, recurrent(params, h)))``."""
+    """The cell whose step is ``gates(params, carry, combine(x @ kernel + bias, recurrent(params, h)))``."""
 
     def projected_step(
         params: Params, carry: Carry, projected: Array, recurrent_mask: Array | None = None
     ) -> tuple[Carry, Array]:
         h = apply_mask(output(carry), recurrent_mask)
-        return gates(carry, combine(projected, recurrent(params, h)))
+        return gates(params, carry, combine(projected, recurrent(params, h)))
 
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
         return projected_step(params, carry, _project(params, x))
@@ -300,7 +300,7 @@ def simple_rnn(
         bias = w.bias + w.recurrent_bias if initializer == "torch" else w.bias
         return SimpleRNNParams(w.kernel, w.recurrent_kernel, bias)
 
-    def gates(h: Array, z: Array) -> tuple[Array, Array]:
+    def gates(params: SimpleRNNParams, h: Array, z: Array) -> tuple[Array, Array]:
         h_new = activation(z)
         return h_new, h_new
 
@@ -361,7 +361,7 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
     def output(carry: LSTMState) -> Array:
         return carry.h
 
-    def gates(carry: LSTMState, z: Array) -> tuple[LSTMState, Array]:
+    def gates(params: LSTMParams, carry: LSTMState, z: Array) -> tuple[LSTMState, Array]:
         i, f, g, o = jnp.split(z, 4, axis=-1)
         c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
         h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -451,7 +451,9 @@ def _gru_combine(projected: Array, recurrent: Array) -> tuple[Array, Array, Arra
     return x_rz + h_rz, x_n, h_n
 
 
-def _gru_gates(h: Array, preactivations: tuple[Array, Array, Array]) -> tuple[Array, Array]:
+def _gru_gates(
+    params: GRUParams, h: Array, preactivations: tuple[Array, Array, Array]
+) -> tuple[Array, Array]:
     rz, x_n, h_n = preactivations
     r, z = jnp.split(jax.nn.sigmoid(rz), 2, axis=-1)
     n = jnp.tanh(x_n + r * h_n)

@@ -116,9 +116,13 @@ class CombineFn(Protocol):
 
 
 class GatesFn(Protocol):
-    """``gates(carry, z) -> (carry, y_t)``: the elementwise rest of a step."""
+    """``gates(params, carry, z) -> (carry, y_t)``: the elementwise rest of a step.
 
-    def __call__(self, carry: Carry, z: Any, /) -> tuple[Carry, Array]: ...
+    ``params`` are the cell's, for gates with weights of their own (a peephole LSTM's
+    peephole vectors, a layer-normalised LSTM's gain and bias); most gates ignore them.
+    """
+
+    def __call__(self, params: Params, carry: Carry, z: Any, /) -> tuple[Carry, Array]: ...
 
 
 class Projection(NamedTuple):
@@ -140,7 +144,7 @@ class Projection(NamedTuple):
 class GateSplit(NamedTuple):
     """Capability: the recurrent part split into a matmul and elementwise gates.
 
-    ``projection.step(p, c, u, m) == gates(c, combine(u, recurrent(p, output(c) * m)))``, and
+    ``projection.step(p, c, u, m) == gates(p, c, combine(u, recurrent(p, output(c) * m)))``, and
     ``combine`` is linear. :func:`rnnjax.rnn`'s tangent rule scans the tangent of ``gates``
     and runs ``project`` and ``recurrent`` over all steps at once; its transpose, reverse
     mode, is the hand-scheduled backward pass.

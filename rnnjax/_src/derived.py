@@ -61,7 +61,10 @@ def _delegate(cell: Cell, view: Callable[[Any], Params]) -> Cell:
         def recurrent(q: Any, h: Array) -> Array:
             return split.recurrent(view(q), h)
 
-        gate_split = GateSplit(recurrent, split.combine, split.gates)
+        def gates(q: Any, carry: Carry, z: Any) -> tuple[Carry, Array]:
+            return split.gates(view(q), carry, z)
+
+        gate_split = GateSplit(recurrent, split.combine, gates)
     linear_scan = None
     if cell.linear_scan is not None:
         inner_coefficients = cell.linear_scan.coefficients
@@ -141,13 +144,14 @@ def with_recurrent_dropout(cell: Cell) -> Cell:
 
     assert derived.projection is not None
     gate_split = None
-    if cell.gate_split is not None:
+    if derived.gate_split is not None:
         split = cell.gate_split
+        assert split is not None
 
         def recurrent(q: Any, h: Array) -> Array:
             return split.recurrent(q.params, apply_mask(h, q.recurrent_mask))
 
-        gate_split = GateSplit(recurrent, split.combine, split.gates)
+        gate_split = derived.gate_split._replace(recurrent=recurrent)
     return derived._replace(
         init=init,
         step=step,

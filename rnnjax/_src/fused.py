@@ -84,7 +84,7 @@ def _forward(
         entering = reset(carry, fresh, flag_t)
         projected = read_t if hoist else project(params, read_t)
         z = _preactivations(cell, params, projected, entering)
-        new_carry, y = advance(carry, *gates(entering, z), valid_t, output_dtype)
+        new_carry, y = advance(carry, *gates(params, entering, z), valid_t, output_dtype)
         return new_carry, (y, entering if remat else (entering, z))
 
     final, (ys, saved) = jax.lax.scan(
@@ -107,6 +107,7 @@ def _fused_scan_jvp(
     params, _, inputs, valid, flags, _ = primals
     d_params, d_initial, d_inputs, _, _, d_fresh = tangents
     d_fresh = _instantiate(d_fresh)
+    d_gate_params = _instantiate(d_params)
     (final, ys), saved = _forward(cell, reverse, unroll, remat, hoist, *primals)
     carries = saved if remat else saved[0]  # the carry entering each step, [time, *batch, ...]
     output_dtype = ys.dtype
@@ -141,7 +142,9 @@ def _fused_scan_jvp(
         d_z = combine(no_projected, d_h_matmul)
         if d_outside_t is not None:
             d_z = jax.tree.map(jnp.add, d_z, d_outside_t)
-        return jax.jvp(gates, (carry, z), (d_carry, d_z))[1]
+        # Gates with weights of their own (peepholes, layer norm) see the params'
+        # tangent too; only the leaves they read enter the scan.
+        return jax.jvp(gates, (params, carry, z), (d_gate_params, d_carry, d_z))[1]
 
     def body(d_carry: Carry, inputs_t: Any) -> tuple[Carry, Array]:
         carry, z, x_t, d_outside_t, valid_t, flag_t = inputs_t
