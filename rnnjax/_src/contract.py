@@ -17,6 +17,9 @@ Optional capabilities are one field each, ``None`` when the cell lacks them:
   after the reverse scan). Needs ``projection``.
 * ``linear_scan`` (:class:`LinearScan`): a recurrence linear in the state, which
   :func:`rnnjax.rnn` runs as :func:`rnnjax.linear_recurrence` over all steps at once.
+* ``diagonal_jacobian`` (:class:`DiagonalJacobian`): a step that also returns its Jacobian
+  with respect to the carry, block-diagonal over the hidden units, with which
+  ``rnnjax.rnn(..., parallel="newton")`` solves the whole sequence by Newton's method.
 
 The field types are :class:`~typing.Protocol` classes, so a type checker checks a custom
 cell's functions against them.
@@ -181,6 +184,35 @@ class LinearScan(NamedTuple):
     coefficients: CoefficientsFn
 
 
+class JacobianStepFn(Protocol):
+    """``step(params, carry, x_t) -> ((carry, y_t), jacobian)``.
+
+    With the carry's ``k`` leaves (each ``[*batch, H]``, in ``jax.tree.leaves`` order) stacked
+    as ``s [*batch, H, k]``, ``jacobian [*batch, H, k, k]`` holds ``d s'[..., u, i] / d s[...,
+    u, j]`` per hidden unit ``u``: the derivative of the new carry with respect to the old one,
+    which is zero between different units. For a one-array carry (``k = 1``) it is the
+    diagonal of the Jacobian.
+    """
+
+    def __call__(
+        self, params: Params, carry: Carry, x: Array, /
+    ) -> tuple[tuple[Carry, Array], Array]: ...
+
+
+class DiagonalJacobian(NamedTuple):
+    """Capability: a recurrence whose Jacobian with respect to the carry is block-diagonal over
+    the hidden units (IndRNN, ParaGRU, ParaLSTM), so Newton's method for the whole sequence
+    needs only linear recurrences of ``[k, k]`` blocks.
+
+    ``step(p, c, x)[0] == cell.step(p, c, x)``.
+
+    Attributes:
+      step: :class:`JacobianStepFn`.
+    """
+
+    step: JacobianStepFn
+
+
 class Cell(NamedTuple):
     """A recurrent cell: an immutable bundle of pure functions (the optax pattern).
 
@@ -194,6 +226,7 @@ class Cell(NamedTuple):
       projection: optional :class:`Projection`.
       gate_split: optional :class:`GateSplit` (with ``projection``).
       linear_scan: optional :class:`LinearScan`.
+      diagonal_jacobian: optional :class:`DiagonalJacobian`.
 
     Example: a cell the library does not ship, params and carry plain dicts
     (an IndRNN, ``h' = relu(x W + u * h + b)``):
@@ -225,6 +258,7 @@ class Cell(NamedTuple):
     projection: Projection | None = None
     gate_split: GateSplit | None = None
     linear_scan: LinearScan | None = None
+    diagonal_jacobian: DiagonalJacobian | None = None
 
 
 def hidden_state(cell: Cell, carry: Carry) -> Array:
