@@ -24,7 +24,6 @@ from rnnjax._src.cells import LSTMState as LSTMState
 from rnnjax._src.cells import SimpleRNNParams as SimpleRNNParams
 from rnnjax._src.cells import gru as gru
 from rnnjax._src.cells import lstm as lstm
-from rnnjax._src.cells import matmul as matmul
 from rnnjax._src.cells import simple_rnn as simple_rnn
 from rnnjax._src.chunks import tbptt as tbptt
 from rnnjax._src.compose import BidirectionalParams as BidirectionalParams
@@ -35,12 +34,9 @@ from rnnjax._src.contract import GateSplit as GateSplit
 from rnnjax._src.contract import Layer as Layer
 from rnnjax._src.contract import LinearScan as LinearScan
 from rnnjax._src.contract import Projection as Projection
-from rnnjax._src.contract import hidden_state as hidden_state
 from rnnjax._src.decoding import Decoded as Decoded
 from rnnjax._src.decoding import decode as decode
-from rnnjax._src.driver import default_hoist as default_hoist
 from rnnjax._src.driver import rnn as rnn
-from rnnjax._src.driver import rnn_with_resets as rnn_with_resets
 from rnnjax._src.layers import layer as layer
 from rnnjax._src.linear import linear_recurrence as linear_recurrence
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
@@ -67,17 +63,13 @@ __all__ = (
     "attention",
     "bidirectional",
     "decode",
-    "default_hoist",
     "gru",
-    "hidden_state",
     "layer",
     "linear_recurrence",
     "lstm",
-    "matmul",
     "min_gru",
     "min_lstm",
     "rnn",
-    "rnn_with_resets",
     "simple_rnn",
     "stack",
     "tbptt",

@@ -206,14 +206,12 @@ def test_forward_mode_and_second_order_equal_autodiff(case):
     assert_trees_close(*results, tol=1e-4)
 
 
-def test_fused_backward_is_a_deprecated_no_op():
+def test_fused_backward_argument_is_gone():
     case = FUSED[2]
     params, xs, _ = make_inputs(case)
-    want = rnnjax.rnn(case.cell, params, xs)
-    with pytest.warns(DeprecationWarning, match="rnnjax.rnn: fused_backward is deprecated"):
-        got = rnnjax.rnn(case.cell, params, xs, fused_backward=True)
-    assert_trees_close(got, want, tol=0)
-    with pytest.warns(DeprecationWarning, match="rnnjax.layer: fused_backward is deprecated"):
+    with pytest.raises(TypeError, match="fused_backward"):
+        rnnjax.rnn(case.cell, params, xs, fused_backward=True)
+    with pytest.raises(TypeError, match="fused_backward"):
         rnnjax.layer(case.cell, fused_backward=False)
 
 

@@ -52,7 +52,7 @@ def test_module_equals_functional(module, cell, options):
         assert_equal(got, keras_structure(final, ys, lengths, **structure))
 
 
-def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_deprecated():
+def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_gone():
     xs = inputs()
     module = rnnjax.linen.GRU(HIDDEN, return_sequences=True)
     variables = module.init(jax.random.key(0), xs)
@@ -62,8 +62,8 @@ def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_deprecated():
     want = jax.jvp(lambda x: plain.apply(params, x, seq_lengths=LENGTHS)[1], (xs,), (xs**2,))
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    with pytest.warns(DeprecationWarning, match="fused_backward is deprecated"):
-        rnnjax.linen.GRU(HIDDEN, fused_backward=True).init(jax.random.key(0), xs)
+    with pytest.raises(TypeError, match="fused_backward"):
+        rnnjax.linen.GRU(HIDDEN, fused_backward=True)
 
 
 def test_dropout_rng_and_deterministic():

@@ -100,7 +100,7 @@ def test_module_equals_functional(kind, options, lengths):
     assert_equal(got, want)
 
 
-def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_deprecated():
+def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_gone():
     module = rnnjax.nnx.LSTM(FEATURES, HIDDEN, return_sequences=True, rngs=nnx.Rngs(0))
     plain = rnnjax.layer(rnnjax.lstm(HIDDEN)._replace(gate_split=None))
     primals, tangents = (inputs(),), (inputs(1),)
@@ -108,9 +108,8 @@ def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_deprecated():
     want = jax.jvp(lambda x: plain.apply(module.params, x)[1], primals, tangents)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    with pytest.warns(DeprecationWarning, match="fused_backward is deprecated"):
-        old = rnnjax.nnx.LSTM(FEATURES, HIDDEN, fused_backward=True, rngs=nnx.Rngs(0))
-        old(inputs())
+    with pytest.raises(TypeError, match=r"rnnjax.nnx.LSTM: unknown setting\(s\) \['fused_backward'\]"):
+        rnnjax.nnx.LSTM(FEATURES, HIDDEN, fused_backward=True, rngs=nnx.Rngs(0))
 
 
 def test_init_matches_cell_init_and_dtypes():
@@ -167,13 +166,14 @@ def test_dropout_on_in_training_off_in_eval():
 
 
 def test_settings_are_checked_once_for_every_module():
-    with pytest.raises(TypeError, match=r"a lstm module takes no setting \['retrun_sequences'\]"):
+    unknown = r"rnnjax.nnx.LSTM: unknown setting\(s\) \['retrun_sequences'\]"
+    with pytest.raises(TypeError, match=unknown):
         rnnjax.nnx.LSTM(FEATURES, HIDDEN, retrun_sequences=True, rngs=nnx.Rngs(0))
-    with pytest.raises(TypeError, match=r"a gru module takes no setting \['activation'\]"):
+    with pytest.raises(TypeError, match=r"rnnjax.nnx.GRU: unknown setting\(s\) \['activation'\]"):
         rnnjax.nnx.GRU(FEATURES, HIDDEN, activation=jnp.tanh, rngs=nnx.Rngs(0))
     gru = rnnjax.nnx.GRU(FEATURES, HIDDEN, reset_after=False, unroll=2, rngs=nnx.Rngs(0))
-    assert gru.options.cell() is rnnjax.gru(HIDDEN, reset_after=False)
-    assert gru.options.unroll == 2
+    assert gru.recurrent.cell is rnnjax.gru(HIDDEN, reset_after=False)
+    assert gru.recurrent.settings.unroll == 2
 
 
 def test_jit_grad_vmap():

@@ -255,9 +255,12 @@ def test_errors_name_the_module_argument_and_shapes():
         ValueError, match=r"rnnjax.linen.LSTMCell: x must have shape \[\*batch, 4\]"
     ):
         linen_cell.apply(variables, carry, jnp.ones((BATCH, FEATURES + 1)))
-    with pytest.raises(ValueError, match=r"rnnjax.rnn: xs must have shape \[\*batch, time, 4\]"):
+    wrong_width = r"rnnjax.linen.LSTM: xs must have shape \[\*batch, time, 4\]"
+    with pytest.raises(ValueError, match=wrong_width):
         rnnjax.linen.LSTM(HIDDEN).apply(variables, jnp.ones((BATCH, TIME, FEATURES + 1)))
-    with pytest.raises(TypeError, match=r"a lstm module takes no setting \['reset_after'\]"):
+    with pytest.raises(
+        TypeError, match=r"rnnjax.nnx.LSTMCell: unknown setting\(s\) \['reset_after'\]"
+    ):
         rnnjax.nnx.LSTMCell(FEATURES, HIDDEN, reset_after=True, rngs=nnx.Rngs(0))
 
 

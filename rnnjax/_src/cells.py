@@ -238,7 +238,8 @@ def _cell(
     combine: CombineFn,
     gates: GatesFn,
 ) -> Cell:
-    """The cell whose step is ``gates(params, carry, combine(x @ kernel + bias, recurrent(params, h)))``."""
+    """The cell whose step is ``gates(params, carry, combine(x @ kernel + bias,
+    recurrent(params, h)))``."""
 
     def projected_step(
         params: Params, carry: Carry, projected: Array, recurrent_mask: Array | None = None

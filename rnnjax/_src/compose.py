@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax._src.contract import Carry, Layer, Params
-from rnnjax._src.layers import check_rate, keep_mask, require_key
+from rnnjax._src.layers import keep_mask, require_key
+from rnnjax._src.validate import check_rate
 
 Array = jax.Array
 MERGE_MODES = ("concat", "sum", "mul", "ave", "none")

@@ -9,7 +9,6 @@ a ``projection`` may have its input projection hoisted out of the scan, and one 
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import jax
@@ -20,31 +19,42 @@ from rnnjax._src.checks import check_carry, check_seq_lengths, shape_error
 from rnnjax._src.contract import Carry, Cell, Params
 from rnnjax._src.fused import fused_scan
 from rnnjax._src.linear import default_method, scan_time_leading
+from rnnjax._src.settings import LayerSettings
 from rnnjax._src.updates import advance, reset
+from rnnjax._src.validate import check_bool, check_cell, check_floating
 
 Array = jax.Array
 
 
-def check_xs(cell: Cell, params: Params, xs: Any, time_major: bool) -> tuple[int, tuple[int, ...]]:
-    """Returns ``(time, batch_shape)`` after checking the params, and the rank, dtype and
-    feature size of ``xs``."""
+def check_xs(
+    cell: Cell, params: Params, xs: Any, time_major: bool, where: str = "rnnjax.rnn"
+) -> tuple[int, tuple[int, ...]]:
+    """Returns ``(time, batch_shape)`` after checking the params (floating, and the cell's
+    own by ``cell.input_size``) and the rank, dtype and feature size of ``xs``."""
+    check_floating(where, "params", params)
     layout = "[time, *batch, features]" if time_major else "[*batch, time, features]"
     input_size = cell.input_size(params)
     if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)):
         raise TypeError(
-            "rnnjax.rnn: cell.input_size(params) must return an int (the feature size of x_t);"
+            f"{where}: cell.input_size(params) must return an int (the feature size of x_t);"
             f" got {type(input_size).__name__}"
         )
     expected = layout.replace("features", str(input_size))
-    if not hasattr(xs, "shape") or xs.ndim < 2:
-        raise shape_error("xs", f"{expected} (rank >= 2)", getattr(xs, "shape", type(xs)))
+    if not hasattr(xs, "shape") or not hasattr(xs, "dtype") or jnp.ndim(xs) < 2:
+        actual = getattr(xs, "shape", type(xs))
+        raise shape_error("xs", f"{expected} (rank >= 2)", actual, where)
     if not jnp.issubdtype(xs.dtype, jnp.floating):
         raise TypeError(
-            f"rnnjax.rnn: xs must be floating point; got dtype {xs.dtype} with shape {xs.shape}"
-            " (embed integer tokens first)"
+            f"{where}: xs must be real floating point; got dtype {xs.dtype} with shape"
+            f" {xs.shape} (embed integer tokens first)"
         )
     if xs.shape[-1] != input_size:
-        raise shape_error("xs", f"{expected} (features = the params' input size)", xs.shape)
+        raise shape_error("xs", f"{expected} (features = the params' input size)", xs.shape, where)
+    return time_and_batch(xs, time_major)
+
+
+def time_and_batch(xs: Array, time_major: bool) -> tuple[int, tuple[int, ...]]:
+    """``(time, batch_shape)`` of ``xs`` in its layout."""
     if time_major:
         return xs.shape[0], tuple(xs.shape[1:-1])
     return xs.shape[-2], tuple(xs.shape[:-2])
@@ -102,7 +112,6 @@ def rnn(
     time_major: bool = False,
     unroll: int | bool = 1,
     remat: bool = False,
-    fused_backward: bool | None = None,
     hoist_projection: bool | None = None,
     parallel: bool | None = None,
 ) -> tuple[Carry, Array]:
@@ -132,12 +141,10 @@ def rnn(
       unroll: passed to ``lax.scan``.
       remat: recompute each step's gate activations in the backward pass
         (``jax.checkpoint``), keeping only the carries: less memory, a little more compute.
-      fused_backward: deprecated, no effect (a ``DeprecationWarning``): the fast backward
-        pass it chose is the default now, see "Differentiation" below.
       hoist_projection: run the input projection ``xs @ kernel + bias`` for all steps as one
         matmul before the scan (``True``) or inside each step (``False``). Both give the
         same values to float32 rounding. Default ``None``: hoisted on accelerators, per step
-        on CPU, where it measured faster (``rnnjax.default_hoist()`` says which); a cell
+        on CPU, where it measured faster; a cell
         without the ``projection`` capability always projects per step.
       parallel: for a cell with the ``linear_scan`` capability (:func:`rnnjax.min_gru`,
         :func:`rnnjax.min_lstm`): compute every step's coefficients at once and run
@@ -179,9 +186,37 @@ def rnn(
       >>> bool((ys[1, 2:] == 0).all())                   # zeros past the length
       True
     """
-    warn_fused_backward(fused_backward, "rnnjax.rnn")
-    time, batch_shape = check_xs(cell, params, xs, time_major)
-    xs = jnp.asarray(xs)  # a NumPy float64 array becomes float32 unless x64 is enabled
+    where = "rnnjax.rnn"
+    settings = LayerSettings(
+        reverse=reverse, unroll=unroll, remat=remat, hoist_projection=hoist_projection,
+        parallel=parallel,
+    ).checked(where)  # fmt: skip
+    if settings.remat == "segments":
+        raise ValueError(
+            f"{where}: remat='segments' is a layer's setting: rnnjax.layer(cell, remat='segments')"
+        )
+    time_major = check_bool(where, "time_major", time_major)
+    check_xs(check_cell(where, cell), params, xs, time_major)
+    return run(
+        cell, params, jnp.asarray(xs), settings, time_major=time_major,
+        initial_carry=initial_carry, seq_lengths=seq_lengths, resets=resets,
+    )  # fmt: skip
+
+
+def run(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    settings: LayerSettings,
+    *,
+    time_major: bool = False,
+    initial_carry: Carry | None = None,
+    seq_lengths: Array | None = None,
+    resets: Array | None = None,
+) -> tuple[Carry, Array]:
+    """:func:`rnn` after its checks of the cell, the settings and ``xs`` (layers call it
+    with their own checked settings); the carry, lengths and resets are checked here."""
+    time, batch_shape = time_and_batch(xs, time_major)
     fresh = cell.initial_carry(params, batch_shape, carry_dtype(cell, params, xs, batch_shape))
     if initial_carry is None:
         initial_carry = fresh
@@ -192,18 +227,18 @@ def rnn(
     flags = None
     if resets is not None:
         flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
-
-    if _choose_parallel(cell, parallel):
+    reverse, unroll, remat = settings.reverse, settings.unroll, bool(settings.remat)
+    if _choose_parallel(cell, settings.parallel):
         final_carry, ys = _run_linear(
             cell, params, inputs, initial_carry, fresh, valid, flags, reverse, remat
         )
     elif cell.projection is not None and cell.gate_split is not None:
-        hoist = _choose_step(cell, hoist_projection)
+        hoist = _choose_step(cell, settings.hoist_projection)
         final_carry, ys = fused_scan(
             cell, reverse, unroll, remat, hoist, params, initial_carry, inputs, valid, flags, fresh
         )
     else:
-        step, inputs = _step_and_inputs(cell, params, inputs, hoist_projection, remat)
+        step, inputs = _step_and_inputs(cell, params, inputs, settings.hoist_projection, remat)
         output_dtype = cell.output(initial_carry).dtype
 
         def body(carry: Carry, inputs_t: tuple[Array, Any, Any]) -> tuple[Carry, Array]:
@@ -215,17 +250,6 @@ def rnn(
             body, initial_carry, (inputs, valid, flags), reverse=reverse, unroll=unroll
         )
     return final_carry, jnp.moveaxis(ys, 0, time_axis)
-
-
-def warn_fused_backward(fused_backward: bool | None, where: str) -> None:
-    """The deprecation warning for ``fused_backward``, which no longer does anything."""
-    if fused_backward is not None:
-        warnings.warn(
-            f"{where}: fused_backward is deprecated and has no effect; the hand-scheduled"
-            " backward pass is the default now (and keeps jax.jvp); drop the argument",
-            DeprecationWarning,
-            stacklevel=3,
-        )
 
 
 def _choose_parallel(cell: Cell, parallel: bool | None) -> bool:
@@ -295,46 +319,3 @@ def _step_and_inputs(
     if remat:
         step = jax.checkpoint(step, prevent_cse=False)
     return step, inputs
-
-
-def rnn_with_resets(
-    cell: Cell,
-    params: Params,
-    xs: Array,
-    resets: Array,
-    *,
-    initial_carry: Carry | None = None,
-    seq_lengths: Array | None = None,
-    reverse: bool = False,
-    time_major: bool = False,
-    unroll: int | bool = 1,
-    remat: bool = False,
-) -> tuple[Carry, Array]:
-    """:func:`rnnjax.rnn` with ``resets`` positional: ``rnn(cell, params, xs, resets=resets)``.
-
-    Where ``resets[b, t]`` is true, the carry entering step ``t`` is ``cell.initial_carry``
-    (zeros for the built-in cells, whatever ``initial_carry`` was), so the steps from ``t``
-    on see nothing of the steps before (Haiku's ``ResetCore``).
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax
-      >>> cell = rnnjax.gru(4)
-      >>> params = cell.init(jax.random.key(0), 3)
-      >>> xs = jnp.ones((2, 6, 3))
-      >>> resets = jnp.zeros((2, 6), bool).at[0, 3].set(True)
-      >>> carry, ys = rnnjax.rnn_with_resets(cell, params, xs, resets)
-      >>> bool(jnp.allclose(ys[0, 3:], ys[0, :3]))  # after the reset it starts afresh
-      True
-    """
-    return rnn(
-        cell,
-        params,
-        xs,
-        initial_carry=initial_carry,
-        seq_lengths=seq_lengths,
-        resets=resets,
-        reverse=reverse,
-        time_major=time_major,
-        unroll=unroll,
-        remat=remat,
-    )

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from rnnjax._src.checks import check_carry
+from rnnjax._src.checks import check_carry, check_seq_lengths
 from rnnjax._src.chunks import in_segments
 from rnnjax._src.contract import Carry, Cell, Layer, Params
 from rnnjax._src.derived import (
@@ -29,17 +29,14 @@ from rnnjax._src.derived import (
     with_compute_dtype,
     with_recurrent_dropout,
 )
-from rnnjax._src.driver import carry_dtype, check_xs, rnn, warn_fused_backward
+from rnnjax._src.driver import carry_dtype, check_xs, run
+from rnnjax._src.settings import LayerSettings
+from rnnjax._src.validate import check_bool, check_cell, check_int
 
 Array = jax.Array
 
 
 # --- Helpers -------------------------------------------------------------------------------
-
-
-def check_rate(where: str, name: str, rate: Any) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"{where}: {name} must be a number in [0, 1); got {rate!r}")
 
 
 def keep_mask(key: Array, rate: float, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
@@ -60,66 +57,30 @@ def require_key(where: str, key: Array | None) -> Array:
 # --- layer: a pipeline of small steps over one settings object -----------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _LayerSettings:
-    """Everything :func:`layer` was given, checked; ``run_cell`` computes in
-    ``compute_dtype``."""
-
-    cell: Cell
-    reverse: bool
-    dropout: float
-    recurrent_dropout: float
-    unroll: int | bool
-    remat: bool | Literal["segments"]
-    segment_length: int | None
-    compute_dtype: Any
-    hoist_projection: bool | None
-    parallel: bool | None
-
-    @property
-    def run_cell(self) -> Cell:
-        if self.compute_dtype is None:
-            return self.cell
-        return with_compute_dtype(self.cell, jnp.dtype(self.compute_dtype))
-
-
-def _check_layer_settings(settings: _LayerSettings) -> None:
-    where = "rnnjax.layer"
-    check_rate(where, "dropout", settings.dropout)
-    check_rate(where, "recurrent_dropout", settings.recurrent_dropout)
-    remat, segment_length = settings.remat, settings.segment_length
-    if remat not in (False, True, "segments"):
-        raise ValueError(f"{where}: remat must be False, True or 'segments'; got {remat!r}")
-    if segment_length is not None and (
-        remat != "segments"
-        or isinstance(segment_length, bool)
-        or not isinstance(segment_length, int)
-        or segment_length < 1
-    ):
-        raise ValueError(
-            f"{where}: segment_length must be a positive int, used with remat='segments';"
-            f" got segment_length={segment_length!r} with remat={remat!r}"
-        )
-    dtype = settings.compute_dtype
-    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"{where}: compute_dtype must be a floating dtype; got {dtype!r}")
-    if settings.recurrent_dropout > 0:
-        with_recurrent_dropout(settings.run_cell)  # raises for a cell that cannot take it
+def run_cell(cell: Cell, settings: LayerSettings) -> Cell:
+    """The cell a layer runs: ``cell`` computing in ``settings.compute_dtype``, if set."""
+    if settings.compute_dtype is None:
+        return cell
+    return with_compute_dtype(cell, jnp.dtype(settings.compute_dtype))
 
 
 def _cast_inputs(
-    s: _LayerSettings, params: Params, xs: Array, carry: Carry | None, batch: tuple[int, ...]
+    cell: Cell,
+    settings: LayerSettings,
+    params: Params,
+    xs: Array,
+    carry: Carry | None,
+    batch: tuple[int, ...],
 ) -> tuple[Array, Carry | None]:
     """Mixed precision: ``xs`` in ``compute_dtype``, the carry in the state's own dtype."""
-    if s.compute_dtype is None:
+    if settings.compute_dtype is None:
         return xs, carry
-    state = jax.eval_shape(lambda: s.cell.initial_carry(params, batch))
+    state = jax.eval_shape(lambda: cell.initial_carry(params, batch))
     if carry is None:
-        carry = s.cell.initial_carry(params, batch)
+        carry = cell.initial_carry(params, batch)
     else:
-        carry = check_carry(carry, state)
         carry = jax.tree.map(lambda c, like: jnp.asarray(c, like.dtype), carry, state)
-    return xs.astype(s.compute_dtype), carry
+    return xs.astype(settings.compute_dtype), carry
 
 
 def _hidden_like(
@@ -129,73 +90,111 @@ def _hidden_like(
     if carry is None:
         dtype = carry_dtype(cell, params, xs, batch)
         return jax.eval_shape(lambda: cell.output(cell.initial_carry(params, batch, dtype)))
-    carry = check_carry(carry, jax.eval_shape(lambda: cell.initial_carry(params, batch)))
     return jax.eval_shape(cell.output, carry)
 
 
 def _draw_masks(
-    s: _LayerSettings,
+    cell: Cell,
+    settings: LayerSettings,
     params: Params,
     xs: Array,
     carry: Carry | None,
-    batch: tuple[int, ...],
     key: Array | None,
 ) -> tuple[Cell, Params, Array]:
     """Variational dropout: one input mask and one recurrent mask per sequence, both fixed
     over time; the recurrent one travels in the params of a derived cell."""
-    cell = s.run_cell
+    batch = xs.shape[:-2]
     input_key, recurrent_key = jax.random.split(require_key("rnnjax.layer", key))
-    if s.dropout > 0:
-        mask = keep_mask(input_key, s.dropout, (*batch, xs.shape[-1]), xs.dtype)
+    if settings.dropout > 0:
+        mask = keep_mask(input_key, settings.dropout, (*batch, xs.shape[-1]), xs.dtype)
         xs = xs * mask[..., None, :]
-    if s.recurrent_dropout > 0:
+    if settings.recurrent_dropout > 0:
         h = _hidden_like(cell, params, xs, carry, batch)
-        mask = keep_mask(recurrent_key, s.recurrent_dropout, h.shape, h.dtype)
+        mask = keep_mask(recurrent_key, settings.recurrent_dropout, h.shape, h.dtype)
         cell, params = with_recurrent_dropout(cell), RecurrentDropoutParams(params, mask)
     return cell, params, xs
 
 
 def _run(
-    s: _LayerSettings,
     cell: Cell,
+    settings: LayerSettings,
     params: Params,
     xs: Array,
     carry: Carry | None,
     seq_lengths: Array | None,
 ) -> tuple[Carry, Array]:
-    """:func:`rnnjax.rnn` over the whole sequence, or over checkpointed segments."""
-    options: dict[str, Any] = dict(
-        reverse=s.reverse,
-        unroll=s.unroll,
-        hoist_projection=s.hoist_projection,
-        parallel=s.parallel,
-    )
-    if s.remat != "segments":
-        return rnn(
-            cell, params, xs, initial_carry=carry, seq_lengths=seq_lengths, remat=s.remat, **options
-        )
+    """The driver over the whole sequence, or over checkpointed segments."""
+    if settings.remat != "segments":
+        return run(cell, params, xs, settings, initial_carry=carry, seq_lengths=seq_lengths)
+    scan_settings = dataclasses.replace(settings, remat=False)
+    if xs.size == 0:  # no steps or no sequences: nothing to checkpoint
+        return run(cell, params, xs, scan_settings, initial_carry=carry, seq_lengths=seq_lengths)
 
-    def run(p: Params, x: Array, c: Carry, lengths: Array | None) -> tuple[Carry, Array]:
-        return rnn(cell, p, x, initial_carry=c, seq_lengths=lengths, time_major=True, **options)
+    def run_segment(p: Params, x: Array, c: Carry, lengths: Array | None) -> tuple[Carry, Array]:
+        return run(cell, p, x, scan_settings, time_major=True, initial_carry=c, seq_lengths=lengths)
 
     batch = xs.shape[:-2]
-    if carry is None:  # rnnjax.rnn's default, made here so no segment is run apart
+    if carry is None:  # the driver's default, made here so no segment is run apart
         carry = cell.initial_carry(params, batch, carry_dtype(cell, params, xs, batch))
     lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
     return in_segments(
-        run,
+        run_segment,
         params,
         xs,
         carry,
         lengths,
-        segment_length=s.segment_length,
-        reverse=s.reverse,
+        segment_length=settings.segment_length,
+        reverse=settings.reverse,
     )
 
 
-def _layer(s: _LayerSettings) -> Layer:
+def check_layer_inputs(
+    where: str,
+    cell: Cell,
+    params: Params,
+    xs: Any,
+    initial_carry: Carry | None,
+    seq_lengths: Any,
+) -> None:
+    """What a layer's ``apply`` checks before it runs: params, ``xs``, the initial carry and
+    the lengths (the same checks :func:`rnnjax.rnn` makes, whichever path runs after)."""
+    time, batch = check_xs(cell, params, xs, time_major=False, where=where)
+    if initial_carry is not None:
+        check_carry(initial_carry, jax.eval_shape(lambda: cell.initial_carry(params, batch)), where)
+    if seq_lengths is not None:
+        check_seq_lengths(seq_lengths, batch, time, where)
+
+
+def apply_layer(
+    cell: Cell,
+    settings: LayerSettings,
+    params: Params,
+    xs: Array,
+    *,
+    seq_lengths: Array | None = None,
+    initial_carry: Carry | None = None,
+    key: Array | None = None,
+    deterministic: bool = True,
+) -> tuple[Carry, Array]:
+    """A layer's ``apply`` after its checks: casts, dropout masks, the run, casts back."""
+    batch = xs.shape[:-2]
+    xs, carry = _cast_inputs(cell, settings, params, jnp.asarray(xs), initial_carry, batch)
+    computing, run_params = run_cell(cell, settings), params
+    if settings.draws_masks(deterministic):
+        computing, run_params, xs = _draw_masks(computing, settings, params, xs, carry, key)
+    final, ys = _run(computing, settings, run_params, xs, carry, seq_lengths)
+    if settings.compute_dtype is None:
+        return final, ys
+    state = jax.eval_shape(lambda: cell.initial_carry(params, batch))  # its own dtypes
+    final = jax.tree.map(lambda c, like: c.astype(like.dtype), final, state)
+    return final, ys.astype(jax.eval_shape(cell.output, state).dtype)
+
+
+def _layer(cell: Cell, settings: LayerSettings) -> Layer:
+    where = "rnnjax.layer"
+
     def init(key: Array, input_size: int) -> Params:
-        return s.cell.init(key, input_size)
+        return cell.init(key, check_int(f"{where}(...).init", "input_size", input_size))
 
     def apply(
         params: Params,
@@ -206,20 +205,15 @@ def _layer(s: _LayerSettings) -> Layer:
         key: Array | None = None,
         deterministic: bool = True,
     ) -> tuple[Carry, Array]:
-        _, batch = check_xs(s.cell, params, xs, time_major=False)
-        xs, carry = _cast_inputs(s, params, jnp.asarray(xs), initial_carry, batch)
-        cell, run_params = s.run_cell, params
-        if not deterministic and (s.dropout > 0 or s.recurrent_dropout > 0):
-            cell, run_params, xs = _draw_masks(s, params, xs, carry, batch, key)
-        final, ys = _run(s, cell, run_params, xs, carry, seq_lengths)
-        if s.compute_dtype is None:
-            return final, ys
-        state = jax.eval_shape(lambda: s.cell.initial_carry(params, batch))  # its own dtypes
-        final = jax.tree.map(lambda c, like: c.astype(like.dtype), final, state)
-        return final, ys.astype(jax.eval_shape(s.cell.output, state).dtype)
+        deterministic = check_bool(where, "deterministic", deterministic)
+        check_layer_inputs(where, cell, params, xs, initial_carry, seq_lengths)
+        return apply_layer(
+            cell, settings, params, jnp.asarray(xs), seq_lengths=seq_lengths,
+            initial_carry=initial_carry, key=key, deterministic=deterministic,
+        )  # fmt: skip
 
     def flip() -> Layer:
-        return _layer(dataclasses.replace(s, reverse=not s.reverse))
+        return _layer(cell, dataclasses.replace(settings, reverse=not settings.reverse))
 
     return Layer(init, apply, flip)
 
@@ -237,7 +231,6 @@ def layer(
     remat: bool | Literal["segments"] = False,
     segment_length: int | None = None,
     compute_dtype: DTypeLike | None = None,
-    fused_backward: bool | None = None,
     hoist_projection: bool | None = None,
     parallel: bool | None = None,
 ) -> Layer:
@@ -280,7 +273,6 @@ def layer(
         ``ceil(sqrt(time))``. A last shorter segment takes the remainder.
       compute_dtype: e.g. ``jnp.bfloat16`` for mixed precision as above; ``None`` computes
         in the params' dtype.
-      fused_backward: deprecated, no effect (see :func:`rnnjax.rnn`).
       hoist_projection: passed to :func:`rnnjax.rnn`: where the input projection runs
         (default: the backend's measured choice).
       parallel: passed to :func:`rnnjax.rnn`: ``False`` steps a ``linear_scan`` cell
@@ -306,18 +298,13 @@ def layer(
       ((2, 5, 8), (2, 8))
       >>> _, ys_train = lstm.apply(params, xs, key=jax.random.key(1), deterministic=False)
     """
-    warn_fused_backward(fused_backward, "rnnjax.layer")
-    settings = _LayerSettings(
-        cell,
-        reverse,
-        dropout,
-        recurrent_dropout,
-        unroll,
-        remat,
-        segment_length,
-        compute_dtype,
-        hoist_projection,
-        parallel,
-    )
-    _check_layer_settings(settings)
-    return _layer(settings)
+    where = "rnnjax.layer"
+    settings = LayerSettings(
+        reverse=reverse, dropout=dropout, recurrent_dropout=recurrent_dropout, unroll=unroll,
+        remat=remat, segment_length=segment_length, compute_dtype=compute_dtype,
+        hoist_projection=hoist_projection, parallel=parallel,
+    ).checked(where)  # fmt: skip
+    cell = check_cell(where, cell)
+    if settings.recurrent_dropout > 0:
+        with_recurrent_dropout(run_cell(cell, settings))  # raises for a cell that cannot take it
+    return _layer(cell, settings)
