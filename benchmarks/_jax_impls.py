@@ -32,6 +32,7 @@ from _common import (
 )
 
 import rnnjax
+from rnnjax._src.cells import matmul
 
 Apply = Callable[[Any, jax.Array], jax.Array]
 
@@ -288,11 +289,11 @@ def bench_candidates(candidates: list[Candidate], case: Case, warmup: int, repea
 def matmul_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 20) -> float:
     """The device's own rate for one large square matmul, GFLOP/s (median of ``repeats``).
 
-    Through ``rnnjax.matmul``, as the recurrences run it: low-precision operands accumulate
+    Through the cells' ``matmul``, as the recurrences run it: low-precision operands accumulate
     in float32.
     """
     a, b = jax.random.normal(jax.random.key(2), (2, size, size), dtype)
-    call = functools.partial(_blocking, jax.jit(rnnjax.matmul), a, b)
+    call = functools.partial(_blocking, jax.jit(matmul), a, b)
     call()
     (samples,) = round_robin([call], warmup=2, repeats=repeats)
     return 2 * size**3 / float(np.median(samples)) / 1e9

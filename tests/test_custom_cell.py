@@ -131,10 +131,10 @@ def test_rnn_matches_float64_loop(cell, reverse, remat):
     tight(ys, want_ys)
     tight(final["h"], want_final[0])
     tight(final["c"], want_final[1])
-    assert rnnjax.hidden_state(cell, final) is final["h"]
+    assert cell.output(final) is final["h"]
 
 
-def test_rnn_with_resets_and_jit_vmap():
+def test_rnn_resets_and_jit_vmap():
     params, xs = PEEPHOLE.init(jax.random.key(0), FEATURES), inputs()
     resets = jnp.zeros((BATCH, TIME), bool).at[:, 3].set(True)
     run = jax.jit(lambda p, x, r: rnnjax.rnn(PEEPHOLE, p, x, resets=r)[1])

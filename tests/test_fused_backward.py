@@ -219,7 +219,7 @@ def test_fused_backward_argument_is_gone():
 def test_split_step_equals_step(case):
     params, xs, carry = make_inputs(case)
     cell, split = case.cell, case.cell.gate_split
-    h = rnnjax.hidden_state(cell, carry)
+    h = cell.output(carry)
     z = split.combine(cell.projection.project(params, xs[:, 0]), split.recurrent(params, h))
     assert_trees_close(split.gates(params, carry, z), cell.step(params, carry, xs[:, 0]), tol=1e-6)
 

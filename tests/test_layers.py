@@ -401,9 +401,10 @@ def test_resets_equal_running_the_segments_separately(case):
     starts = [[0, 3, 4], [0, 5], [0]]  # sample 1 also resets at step 0 (a carry-free start)
     resets = np.zeros((BATCH, 10), bool)
     resets[0, [3, 4]] = resets[1, [0, 5]] = True
-    final, ys = jax.jit(functools.partial(rnnjax.rnn_with_resets, case.cell))(
-        params, xs, jnp.asarray(resets), initial_carry=carry, seq_lengths=jnp.array(lengths)
+    run = jax.jit(
+        lambda p, x, r, c, n: rnnjax.rnn(case.cell, p, x, resets=r, initial_carry=c, seq_lengths=n)
     )
+    final, ys = run(params, xs, jnp.asarray(resets), carry, jnp.array(lengths))
     for b in range(BATCH):
         bounds = [*starts[b], lengths[b]]
         sample_carry = jax.tree.map(lambda a, b=b: a[b], carry)
@@ -424,7 +425,7 @@ def test_no_resets_is_rnn():
     params = random_params(LSTM_CASE, jax.random.key(1), FEATURES)
     resets = jnp.zeros((BATCH, TIME), bool)
     lengths = jnp.array(LENGTHS)
-    got = rnnjax.rnn_with_resets(LSTM_CASE.cell, params, inputs(), resets, seq_lengths=lengths)
+    got = rnnjax.rnn(LSTM_CASE.cell, params, inputs(), resets=resets, seq_lengths=lengths)
     jax.tree.map(tight, got, rnnjax.rnn(LSTM_CASE.cell, params, inputs(), seq_lengths=lengths))
 
 
@@ -618,6 +619,6 @@ def test_tbptt_and_reset_errors():
     with pytest.raises(ValueError, match=r"rnnjax.tbptt: chunk_length must be a positive int"):
         rnnjax.tbptt(rnnjax.layer(cell), params, inputs(), chunk_length=0)
     with pytest.raises(ValueError, match=r"resets must have shape \[\*batch, time\] = \(3, 7\)"):
-        rnnjax.rnn_with_resets(cell, params, inputs(), jnp.zeros((3, 6), bool))
+        rnnjax.rnn(cell, params, inputs(), resets=jnp.zeros((3, 6), bool))
     with pytest.raises(TypeError, match=r"rnnjax.rnn: resets must be boolean"):
-        rnnjax.rnn_with_resets(cell, params, inputs(), jnp.zeros((3, 7)))
+        rnnjax.rnn(cell, params, inputs(), resets=jnp.zeros((3, 7)))

@@ -149,9 +149,10 @@ def matmul(x: Array, weight: Array) -> Array:
     Example:
       >>> import jax.numpy as jnp, rnnjax
       >>> h, weight = jnp.ones((2, 3)), jnp.ones((3, 4), jnp.bfloat16)
-      >>> rnnjax.matmul(h, weight).dtype      # bfloat16 operands, float32 accumulation
+      >>> from rnnjax._src.cells import matmul
+      >>> matmul(h, weight).dtype      # bfloat16 operands, float32 accumulation
       dtype('float32')
-      >>> rnnjax.matmul(h, weight.astype(jnp.float32)).dtype
+      >>> matmul(h, weight.astype(jnp.float32)).dtype
       dtype('float32')
     """
     rows = x.reshape(-1, x.shape[-1])  # leading axes folded: a 2-D matmul, and its transposes

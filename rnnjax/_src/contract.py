@@ -222,7 +222,7 @@ class Cell(NamedTuple):
       step: :class:`StepFn`, ``(params, carry, x_t) -> (carry, y_t)``; ``x_t [*batch,
         input_size]``, ``y_t [*batch, hidden]``.
       input_size: :class:`InputSizeFn`, ``(params) -> int``, checking the params.
-      output: :class:`OutputFn`, ``(carry) -> h``; exported as :func:`rnnjax.hidden_state`.
+      output: :class:`OutputFn`, ``(carry) -> h``, what a ``Dense`` head reads from a final carry.
       projection: optional :class:`Projection`.
       gate_split: optional :class:`GateSplit` (with ``projection``).
       linear_scan: optional :class:`LinearScan`.
@@ -259,24 +259,6 @@ class Cell(NamedTuple):
     gate_split: GateSplit | None = None
     linear_scan: LinearScan | None = None
     diagonal_jacobian: DiagonalJacobian | None = None
-
-
-def hidden_state(cell: Cell, carry: Carry) -> Array:
-    """The hidden state ``h`` of ``cell``'s ``carry``: what the cell emits as ``y_t``.
-
-    ``carry.h`` for the LSTM, the carry itself for the GRU and the vanilla RNN, whatever the
-    cell's ``output`` says for a custom cell. A Keras model's ``LSTM -> Dense`` head reads it
-    from the final carry of :func:`rnnjax.rnn`.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax
-      >>> cell = rnnjax.lstm(8)
-      >>> params = cell.init(jax.random.key(0), 3)
-      >>> carry, ys = rnnjax.rnn(cell, params, jnp.ones((2, 5, 3)))
-      >>> bool((rnnjax.hidden_state(cell, carry) == ys[:, -1]).all())
-      True
-    """
-    return cell.output(carry)
 
 
 class Layer(NamedTuple):

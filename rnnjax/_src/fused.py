@@ -114,7 +114,7 @@ def _fused_scan_jvp(
 
     # The weights' and inputs' share of each step's pre-activation tangent, for all steps at
     # once, ``x dW + dx W + db`` and ``h dU`` over [time, *batch, n]: large matmuls (the
-    # built-in cells' ``rnnjax.matmul`` folds the leading axes into rows).
+    # built-in cells' ``matmul`` folds the leading axes into rows).
     hs = cell.output(carries)
     d_projected = _jvp_of_nonzero(project, (params, inputs), (d_params, d_inputs))
     d_recurrent = _jvp_of_nonzero(lambda p: recurrent(p, hs), (params,), (d_params,))

@@ -17,20 +17,24 @@ class CellKind(NamedTuple):
     Attributes:
       make: ``(hidden_size, *, initializer="keras", **settings) -> Cell``.
       params_type: the NamedTuple its ``init`` returns.
+      module_name: the name of its modules in :mod:`rnnjax.nnx` and :mod:`rnnjax.linen`: the
+        sequence module ``module_name`` and the step module ``module_name + "Cell"``, each
+        the generic ``RNN``/``Step`` over ``make(features, ...)`` (one line per module).
       settings: the names of its own settings beyond ``hidden_size`` and ``initializer``.
     """
 
     make: Callable[..., Cell]
     params_type: type[Any]
+    module_name: str
     settings: tuple[str, ...] = ()
 
 
 CELL_KINDS: dict[str, CellKind] = {
-    "simple_rnn": CellKind(simple_rnn, SimpleRNNParams, ("activation",)),
-    "lstm": CellKind(lstm, LSTMParams),
-    "gru": CellKind(gru, GRUParams, ("reset_after",)),
-    "min_gru": CellKind(min_gru, MinRNNParams),
-    "min_lstm": CellKind(min_lstm, MinRNNParams),
+    "simple_rnn": CellKind(simple_rnn, SimpleRNNParams, "SimpleRNN", ("activation",)),
+    "lstm": CellKind(lstm, LSTMParams, "LSTM"),
+    "gru": CellKind(gru, GRUParams, "GRU", ("reset_after",)),
+    "min_gru": CellKind(min_gru, MinRNNParams, "MinGRU"),
+    "min_lstm": CellKind(min_lstm, MinRNNParams, "MinLSTM"),
 }
 
 
