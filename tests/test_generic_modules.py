@@ -94,9 +94,7 @@ def test_recurrent_dropout_needs_the_projection_capability():
 
 
 def test_generic_module_errors_name_the_module():
-    with pytest.raises(
-        TypeError, match=r"nnx.RNN: cell must be an rnnjax.Cell.*rnnjax.lstm"
-    ):
+    with pytest.raises(TypeError, match=r"nnx.RNN: cell must be an rnnjax.Cell.*rnnjax.lstm"):
         rnnjax.nnx.RNN(rnnjax.lstm, FEATURES, rngs=nnx.Rngs(0))
     with pytest.raises(TypeError, match=r"rnnjax.linen.Step: cell must be an rnnjax.Cell"):
         rnnjax.linen.Step(None).init(jax.random.key(0), jnp.zeros((2, HIDDEN)), jnp.zeros((2, 3)))
