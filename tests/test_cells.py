@@ -130,10 +130,13 @@ def test_equal_settings_give_the_same_cell():
 
 @pytest.mark.parametrize("factory", [rnnjax.lstm, rnnjax.gru, rnnjax.simple_rnn])
 def test_bad_cell_arguments(factory):
-    with pytest.raises(ValueError, match=r"hidden_size must be a positive int; got 0"):
+    where = f"rnnjax.{factory.__name__}"
+    with pytest.raises(ValueError, match=rf"{where}: hidden_size must be an int >= 1; got 0"):
         factory(0)
-    with pytest.raises(ValueError, match=r"hidden_size must be a positive int; got 2.5"):
-        factory(2.5)
+    factory(2)  # the per-setting cache is consulted only after the checks
+    for bad in (2.0, 2.5, True, "2", None):
+        with pytest.raises(TypeError, match=rf"{where}: hidden_size must be an int >= 1; got"):
+            factory(bad)
     with pytest.raises(
         ValueError, match=r"initializer must be one of \('keras', 'torch', 'flax'\); got 'he'"
     ):

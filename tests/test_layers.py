@@ -573,9 +573,11 @@ def test_errors_name_the_argument():
     cell = rnnjax.lstm(HIDDEN)
     with pytest.raises(ValueError, match=r"rnnjax.layer: dropout must be a number in \[0, 1\)"):
         rnnjax.layer(cell, dropout=1.0)
-    with pytest.raises(ValueError, match=r"rnnjax.layer: remat must be False, True or 'segments'"):
+    with pytest.raises(
+        ValueError, match=r"rnnjax.layer: remat must be one of \(False, True, 'segments'\)"
+    ):
         rnnjax.layer(cell, remat="sqrt")
-    with pytest.raises(ValueError, match=r"segment_length must be a positive int, used with remat"):
+    with pytest.raises(ValueError, match=r"segment_length is used with remat='segments' only"):
         rnnjax.layer(cell, segment_length=4)
     layer = rnnjax.layer(cell, recurrent_dropout=0.1)
     params = layer.init(jax.random.key(0), FEATURES)

@@ -39,6 +39,7 @@ from rnnjax._src.contract import (
     RecurrentFn,
 )
 from rnnjax._src.initializers import INITIALIZERS, init_weights
+from rnnjax._src.validate import check_bool, check_choice, check_int
 
 Array = jax.Array
 
@@ -112,9 +113,27 @@ def _one_cell_per_setting(make: Callable[..., Cell]) -> Callable[..., Cell]:
     def make_once(*args: Any, **kwargs: Any) -> Cell:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        _check_settings(f"rnnjax.{make.__name__}", signature, bound.arguments)
         return checked(*bound.args, **bound.kwargs)
 
     return make_once
+
+
+def _check_settings(where: str, signature: inspect.Signature, arguments: dict[str, Any]) -> None:
+    """A cell factory's arguments, checked before the per-setting cache is consulted (where
+    ``2.0 == 2`` and ``True == 1`` would find another setting's cell): ``hidden_size`` an int,
+    ``initializer`` a known scheme, bool settings bools, callables callable."""
+    arguments["hidden_size"] = check_int(where, "hidden_size", arguments["hidden_size"])
+    for name, value in arguments.items():
+        default = signature.parameters[name].default
+        if name == "hidden_size":
+            continue
+        if name == "initializer":
+            check_choice(where, name, value, INITIALIZERS)
+        elif isinstance(default, bool):
+            arguments[name] = check_bool(where, name, value)
+        elif callable(default) and not callable(value):
+            raise TypeError(f"{where}: {name} must be callable; got {value!r}")
 
 
 def _check_cell_args(hidden_size: int, initializer: str) -> None:

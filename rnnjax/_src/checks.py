@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnnjax._src.validate import check_floating
+
 Array = jax.Array
 
 
@@ -78,6 +80,23 @@ def check_carry(
     return carry
 
 
+def input_size_of(where: str, cell: Any, params: Any) -> int:
+    """``cell.input_size(params)``: the feature size ``x_t`` must have, after the cell has
+    checked that ``params`` are its own; its complaint is re-raised under ``where``."""
+    check_floating(where, "params", params)
+    try:
+        size = cell.input_size(params)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+        kind = TypeError if isinstance(error, (TypeError, AttributeError)) else ValueError
+        raise kind(f"{where}: params are not this cell's: {error}") from None
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(
+            f"{where}: cell.input_size(params) must return an int (the feature size of x_t);"
+            f" got {type(size).__name__}"
+        )
+    return int(size)
+
+
 def checked_step(cell: Any, where: str) -> Any:
     """``cell.step`` with its arguments checked first, as :func:`rnnjax.rnn` checks its own:
     the params (``cell.input_size``), ``x [*batch, features]`` and the carry. The checks read
@@ -85,12 +104,13 @@ def checked_step(cell: Any, where: str) -> Any:
     step = cell.step
 
     def step_checked(params: Any, carry: Any, x: Any) -> Any:
-        input_size = cell.input_size(params)
+        input_size = input_size_of(where, cell, params)
         if not hasattr(x, "shape") or jnp.ndim(x) < 1 or x.shape[-1] != input_size:
             actual = getattr(x, "shape", type(x))
             raise shape_error(
                 "x", f"[*batch, {input_size}] (the params' input size)", actual, where
             )
+        check_floating(where, "x", x)
         expected = jax.eval_shape(lambda: cell.initial_carry(params, tuple(x.shape[:-1])))
         return step(params, check_carry(carry, expected, where, "carry"), x)
 

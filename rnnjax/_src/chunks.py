@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from rnnjax._src.checks import check_seq_lengths
 from rnnjax._src.contract import Carry, Layer, Params
 
 Array = jax.Array
@@ -146,13 +147,17 @@ def tbptt(
       >>> ys.shape
       (2, 100, 8)
     """
+    where = "rnnjax.tbptt"
     if isinstance(chunk_length, bool) or not isinstance(chunk_length, int) or chunk_length < 1:
-        raise ValueError(f"rnnjax.tbptt: chunk_length must be a positive int; got {chunk_length!r}")
-    xs = jnp.asarray(xs)
-    if xs.ndim < 2:
+        raise ValueError(f"{where}: chunk_length must be a positive int; got {chunk_length!r}")
+    if not hasattr(xs, "shape") or jnp.ndim(xs) < 2:
         raise ValueError(
-            f"rnnjax.tbptt: xs must have shape [*batch, time, features]; got {xs.shape}"
+            f"{where}: xs must have shape [*batch, time, features]; got"
+            f" {getattr(xs, 'shape', type(xs))}"
         )
+    xs = jnp.asarray(xs)
+    if seq_lengths is not None:  # the whole sequence's lengths, as one pass would check them
+        seq_lengths = check_seq_lengths(seq_lengths, xs.shape[:-2], xs.shape[-2], where)
 
     def run(p: Params, x: Array, c: Carry, lengths: Array | None) -> tuple[Carry, Any]:
         return layer.apply(
@@ -164,7 +169,7 @@ def tbptt(
         params,
         xs,
         initial_carry,
-        None if seq_lengths is None else jnp.asarray(seq_lengths),
+        seq_lengths,
         size=chunk_length,
         between=jax.lax.stop_gradient,
     )

@@ -13,15 +13,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from rnnjax._src.checks import check_carry, check_seq_lengths, shape_error
+from rnnjax._src.checks import check_carry, check_seq_lengths, input_size_of, shape_error
 from rnnjax._src.contract import Carry, Cell, Params
 from rnnjax._src.fused import fused_scan
 from rnnjax._src.linear import default_method, scan_time_leading
 from rnnjax._src.settings import LayerSettings
 from rnnjax._src.updates import advance, reset
-from rnnjax._src.validate import check_bool, check_cell, check_floating
+from rnnjax._src.validate import check_bool, check_cell
 
 Array = jax.Array
 
@@ -31,14 +30,8 @@ def check_xs(
 ) -> tuple[int, tuple[int, ...]]:
     """Returns ``(time, batch_shape)`` after checking the params (floating, and the cell's
     own by ``cell.input_size``) and the rank, dtype and feature size of ``xs``."""
-    check_floating(where, "params", params)
     layout = "[time, *batch, features]" if time_major else "[*batch, time, features]"
-    input_size = cell.input_size(params)
-    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)):
-        raise TypeError(
-            f"{where}: cell.input_size(params) must return an int (the feature size of x_t);"
-            f" got {type(input_size).__name__}"
-        )
+    input_size = input_size_of(where, cell, params)
     expected = layout.replace("features", str(input_size))
     if not hasattr(xs, "shape") or not hasattr(xs, "dtype") or jnp.ndim(xs) < 2:
         actual = getattr(xs, "shape", type(xs))
@@ -89,14 +82,30 @@ def default_hoist() -> bool:
     return jax.default_backend() != "cpu"
 
 
+def check_capabilities(where: str, cell: Cell, settings: LayerSettings) -> None:
+    """Settings that need a capability the cell lacks, or that its path would ignore."""
+    if settings.hoist_projection and cell.projection is None:
+        raise ValueError(
+            f"{where}: hoist_projection=True needs a cell with the `projection` capability;"
+            " this cell has none"
+        )
+    if settings.parallel and cell.linear_scan is None:
+        raise ValueError(
+            f"{where}: parallel=True needs a cell with the `linear_scan` capability"
+            " (min_gru, min_lstm); this cell has none"
+        )
+    unroll = settings.unroll
+    unrolled = unroll is True or (not isinstance(unroll, bool) and unroll != 1)
+    if cell.linear_scan is not None and settings.parallel is not False and unrolled:
+        raise ValueError(
+            f"{where}: unroll={unroll!r} applies to a sequential scan, and this cell runs over"
+            " all steps at once (its `linear_scan`); pass parallel=False to step it"
+        )
+
+
 def _choose_step(cell: Cell, hoist_projection: bool | None) -> bool:
     if hoist_projection is None:
         return cell.projection is not None and default_hoist()
-    if hoist_projection and cell.projection is None:
-        raise ValueError(
-            "rnnjax.rnn: hoist_projection=True needs a cell with the `projection` capability;"
-            " this cell has none"
-        )
     return bool(hoist_projection)
 
 
@@ -196,7 +205,8 @@ def rnn(
             f"{where}: remat='segments' is a layer's setting: rnnjax.layer(cell, remat='segments')"
         )
     time_major = check_bool(where, "time_major", time_major)
-    check_xs(check_cell(where, cell), params, xs, time_major)
+    check_capabilities(where, check_cell(where, cell), settings)
+    check_xs(cell, params, xs, time_major)
     return run(
         cell, params, jnp.asarray(xs), settings, time_major=time_major,
         initial_carry=initial_carry, seq_lengths=seq_lengths, resets=resets,
@@ -253,11 +263,6 @@ def run(
 
 
 def _choose_parallel(cell: Cell, parallel: bool | None) -> bool:
-    if parallel and cell.linear_scan is None:
-        raise ValueError(
-            "rnnjax.rnn: parallel=True needs a cell with the `linear_scan` capability"
-            " (min_gru, min_lstm); this cell has none"
-        )
     return cell.linear_scan is not None and parallel is not False
 
 

@@ -29,7 +29,7 @@ from rnnjax._src.derived import (
     with_compute_dtype,
     with_recurrent_dropout,
 )
-from rnnjax._src.driver import carry_dtype, check_xs, run
+from rnnjax._src.driver import carry_dtype, check_capabilities, check_xs, run
 from rnnjax._src.settings import LayerSettings
 from rnnjax._src.validate import check_bool, check_cell, check_int
 
@@ -305,6 +305,7 @@ def layer(
         hoist_projection=hoist_projection, parallel=parallel,
     ).checked(where)  # fmt: skip
     cell = check_cell(where, cell)
+    check_capabilities(where, cell, settings)
     if settings.recurrent_dropout > 0:
         with_recurrent_dropout(run_cell(cell, settings))  # raises for a cell that cannot take it
     return _layer(cell, settings)

@@ -52,8 +52,13 @@ def module_settings_of(module: nn.Module) -> dict[str, Any]:
 def _deterministic(module: nn.Module, recurrent: Recurrent, deterministic: bool | None) -> bool:
     if not recurrent.settings.uses_dropout:  # nothing random: the flag changes nothing
         return True
-    merged = nn.merge_param("deterministic", module.deterministic, deterministic)
-    return bool(merged) if isinstance(merged, bool) else merged
+    if (module.deterministic is None) == (deterministic is None):
+        raise ValueError(
+            f"{recurrent.where}: deterministic must be given to the module or to the call"
+            " (exactly one of them) when a dropout rate is positive: True evaluates, False"
+            f" trains; got {module.deterministic!r} and {deterministic!r}"
+        )
+    return module.deterministic if deterministic is None else deterministic
 
 
 def cell_params(module: nn.Module, recurrent: Recurrent, input_size: int) -> Params:

@@ -22,7 +22,7 @@ from rnnjax._src.compose import BidirectionalParams, bidirectional, check_merge,
 from rnnjax._src.compose import stack as make_stack
 from rnnjax._src.contract import Carry, Cell, Layer, Params
 from rnnjax._src.derived import with_compute_dtype
-from rnnjax._src.driver import check_xs
+from rnnjax._src.driver import check_capabilities, check_xs
 from rnnjax._src.layers import apply_layer
 from rnnjax._src.registry import CELL_KINDS, make_cell
 from rnnjax._src.settings import ModuleSettings, module_settings
@@ -80,6 +80,7 @@ class Recurrent:
                 f"{where}: recurrent_dropout needs a cell with a recurrent matmul to drop into"
                 " (the `projection` capability); this cell has none (use dropout)"
             )
+        check_capabilities(where, cell, checked.layer_settings())
         return cls(cell, checked, where)
 
     def flipped(self) -> Recurrent:

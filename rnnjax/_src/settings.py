@@ -115,7 +115,9 @@ class LayerSettings(Settings):
         dtype = self.compute_dtype
         return dict(
             reverse=check_bool(where, "reverse", self.reverse),
-            compute_dtype=None if dtype is None else check_floating_dtype(where, "dtype", dtype),
+            compute_dtype=(
+                None if dtype is None else check_floating_dtype(where, "compute_dtype", dtype)
+            ),
         )
 
 
