@@ -42,6 +42,7 @@ from rnnjax._src.linear import linear_recurrence as linear_recurrence
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
+from rnnjax._src.settings import ModuleSettings as ModuleSettings
 
 __version__ = "0.1.0"
 
@@ -58,6 +59,7 @@ __all__ = (
     "Layer",
     "LinearScan",
     "MinRNNParams",
+    "ModuleSettings",
     "Projection",
     "SimpleRNNParams",
     "attention",

@@ -123,7 +123,13 @@ class LayerSettings(Settings):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModuleSettings(Settings):
-    """:class:`Settings` plus what a Keras-style module adds (the modules' attributes).
+    """The settings of the Flax modules: the keyword arguments of ``rnnjax.nnx.RNN``,
+    ``LSTM``, ... and the keyword-only attributes of ``rnnjax.linen.RNN``, ``LSTM``, ...
+
+    Each is checked when a module is built (linen: when it is initialised or applied), by
+    name, under the module's name. Beyond those below: ``unroll``, ``remat``,
+    ``segment_length``, ``hoist_projection``, ``parallel``, ``dropout`` and
+    ``recurrent_dropout``, as :func:`rnnjax.layer` takes them (``Settings`` in the source).
 
     Attributes:
       return_sequences: return all outputs ``[*batch, time, H]`` rather than the last one.
@@ -135,6 +141,15 @@ class ModuleSettings(Settings):
       stack_dropout: dropout between stacked layers (PyTorch's ``dropout``).
       dtype: the computation dtype (a layer's ``compute_dtype``); ``None``: ``param_dtype``.
       param_dtype: the params' dtype.
+
+    Example:
+      >>> import rnnjax
+      >>> settings = rnnjax.ModuleSettings(return_sequences=True, dropout=0.1)
+      >>> settings.checked("my_model").draws_masks(deterministic=False)
+      True
+      >>> rnnjax.ModuleSettings(return_sequences="no").checked("my_model")
+      Traceback (most recent call last):
+      TypeError: my_model: return_sequences must be True or False; got 'no' of type str
     """
 
     return_sequences: bool = False
