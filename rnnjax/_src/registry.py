@@ -3,11 +3,13 @@ directions (PyTorch, Keras) build cells from."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from rnnjax._src.cells import GRUParams, LSTMParams, SimpleRNNParams, gru, lstm, simple_rnn
 from rnnjax._src.contract import Cell
+from rnnjax._src.lstm_variants import LayerNormLSTMParams, PeepholeLSTMParams, layer_norm_lstm
 from rnnjax._src.min_cells import MinRNNParams, min_gru, min_lstm
 
 
@@ -31,6 +33,8 @@ CELL_KINDS: dict[str, CellKind] = {
     "gru": CellKind(gru, GRUParams, ("reset_after",)),
     "min_gru": CellKind(min_gru, MinRNNParams),
     "min_lstm": CellKind(min_lstm, MinRNNParams),
+    "peephole_lstm": CellKind(functools.partial(lstm, peephole=True), PeepholeLSTMParams),
+    "layer_norm_lstm": CellKind(layer_norm_lstm, LayerNormLSTMParams, ("epsilon",)),
 }
 
 
