@@ -39,6 +39,9 @@ from rnnjax._src.decoding import decode as decode
 from rnnjax._src.driver import rnn as rnn
 from rnnjax._src.layers import layer as layer
 from rnnjax._src.linear import linear_recurrence as linear_recurrence
+from rnnjax._src.lstm_variants import LayerNormLSTMParams as LayerNormLSTMParams
+from rnnjax._src.lstm_variants import PeepholeLSTMParams as PeepholeLSTMParams
+from rnnjax._src.lstm_variants import layer_norm_lstm as layer_norm_lstm
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
@@ -57,9 +60,11 @@ __all__ = (
     "LSTMParams",
     "LSTMState",
     "Layer",
+    "LayerNormLSTMParams",
     "LinearScan",
     "MinRNNParams",
     "ModuleSettings",
+    "PeepholeLSTMParams",
     "Projection",
     "SimpleRNNParams",
     "attention",
@@ -67,6 +72,7 @@ __all__ = (
     "decode",
     "gru",
     "layer",
+    "layer_norm_lstm",
     "linear_recurrence",
     "lstm",
     "min_gru",

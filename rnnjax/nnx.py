@@ -48,10 +48,12 @@ from rnnjax._src.nnx_sequence import GRU as GRU
 from rnnjax._src.nnx_sequence import LSTM as LSTM
 from rnnjax._src.nnx_sequence import RNN as RNN
 from rnnjax._src.nnx_sequence import Bidirectional as Bidirectional
+from rnnjax._src.nnx_sequence import LayerNormLSTM as LayerNormLSTM
 from rnnjax._src.nnx_sequence import MinGRU as MinGRU
 from rnnjax._src.nnx_sequence import MinLSTM as MinLSTM
 from rnnjax._src.nnx_sequence import SimpleRNN as SimpleRNN
 from rnnjax._src.nnx_step import GRUCell as GRUCell
+from rnnjax._src.nnx_step import LayerNormLSTMCell as LayerNormLSTMCell
 from rnnjax._src.nnx_step import LSTMCell as LSTMCell
 from rnnjax._src.nnx_step import MinGRUCell as MinGRUCell
 from rnnjax._src.nnx_step import MinLSTMCell as MinLSTMCell
@@ -65,6 +67,8 @@ __all__ = (
     "Bidirectional",
     "GRUCell",
     "LSTMCell",
+    "LayerNormLSTM",
+    "LayerNormLSTMCell",
     "MinGRU",
     "MinGRUCell",
     "MinLSTM",

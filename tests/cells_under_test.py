@@ -47,6 +47,8 @@ CASES = [
     ),
     Case("min_gru", rnnjax.min_gru(HIDDEN), reference.min_gru_step, 1, 2),
     Case("min_lstm", rnnjax.min_lstm(HIDDEN), reference.min_lstm_step, 1, 3),
+    Case("lstm-peephole", rnnjax.lstm(HIDDEN, peephole=True), reference.peephole_lstm_step, 2, 4),
+    Case("layer_norm_lstm", rnnjax.layer_norm_lstm(HIDDEN), reference.layer_norm_lstm_step, 2, 4),
 ]
 CASE_IDS = [case.name for case in CASES]
 

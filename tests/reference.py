@@ -27,6 +27,45 @@ def lstm_step(p, state, x):
     return o * np.tanh(c), c
 
 
+def peephole_lstm_step(p, state, x):
+    """Gers, Schraudolph & Schmidhuber (2002): i and f read c_{t-1}, o reads c_t."""
+    h, c = state
+    n = h.shape[-1]
+    z = x @ p["kernel"] + h @ p["recurrent_kernel"] + p["bias"]
+    w_i, w_f, w_o = p["peephole"][:n], p["peephole"][n : 2 * n], p["peephole"][2 * n :]
+    i = sigmoid(z[..., 0:n] + w_i * c)
+    f = sigmoid(z[..., n : 2 * n] + w_f * c)
+    g = np.tanh(z[..., 2 * n : 3 * n])
+    c = f * c + i * g
+    o = sigmoid(z[..., 3 * n : 4 * n] + w_o * c)
+    return o * np.tanh(c), c
+
+
+def layer_norm(v, gain, bias=0.0, epsilon=1e-5):
+    """Ba et al. (2016): over the last axis, the population variance, epsilon inside the root."""
+    mean = v.mean(axis=-1, keepdims=True)
+    variance = ((v - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (v - mean) / np.sqrt(variance + epsilon) * gain + bias
+
+
+def layer_norm_lstm_step(p, state, x, epsilon=1e-5):
+    """Ba et al. (2016), supplementary material, as Haste: x W and h U normalised apart, their
+    norms' biases folded into b; c_t kept as it is, normalised only inside tanh."""
+    h, c = state
+    n = h.shape[-1]
+    z = (
+        layer_norm(x @ p["kernel"], p["input_gain"], epsilon=epsilon)
+        + layer_norm(h @ p["recurrent_kernel"], p["recurrent_gain"], epsilon=epsilon)
+        + p["bias"]
+    )
+    i = sigmoid(z[..., 0:n])
+    f = sigmoid(z[..., n : 2 * n])
+    g = np.tanh(z[..., 2 * n : 3 * n])
+    o = sigmoid(z[..., 3 * n : 4 * n])
+    c = f * c + i * g
+    return o * np.tanh(layer_norm(c, p["cell_gain"], p["cell_bias"], epsilon)), c
+
+
 def gru_step(p, h, x, reset_after):
     n = h.shape[-1]
     w, u, b = p["kernel"], p["recurrent_kernel"], p["bias"]

@@ -35,6 +35,7 @@ from rnnjax._src.contract import (
     GatesFn,
     GateSplit,
     Params,
+    ProjectFn,
     Projection,
     RecurrentFn,
 )
@@ -103,7 +104,7 @@ def _one_cell_per_setting(make: Callable[..., Cell]) -> Callable[..., Cell]:
     its ``step`` checks its arguments as :func:`rnnjax.rnn` does (at trace time)."""
     signature = inspect.signature(make)
 
-    @functools.cache
+    @functools.lru_cache(maxsize=None, typed=True)  # typed: ``peephole=1`` is not ``True``
     def checked(*args: Any, **kwargs: Any) -> Cell:
         cell = make(*args, **kwargs)
         where = f"rnnjax.{make.__name__}({args[0]}).step"
@@ -214,17 +215,23 @@ def _recurrent_matmul(params: Params, h: Array) -> Array:
 
 
 def _params_check(
-    name: str, params_type: type, hidden: int, width: int, recurrent_bias: bool | None = None
+    name: str,
+    params_type: type,
+    hidden: int,
+    width: int,
+    recurrent_bias: bool | None = None,
+    **more: tuple[int, ...],
 ) -> Callable[[Params], int]:
     """``input_size`` of a built-in cell: ``kernel.shape[0]``, once the params are checked.
 
     ``recurrent_bias``: ``None`` where the params type has no such field, else whether the
-    cell needs one (the GRU's two forms).
+    cell needs one (the GRU's two forms). ``more``: the shapes of any further fields.
     """
     expected: dict[str, Any] = {"kernel": f"[input_size, {width}]"}
     expected.update(recurrent_kernel=(hidden, width), bias=(width,))
     if recurrent_bias is not None:
         expected["recurrent_bias"] = (width,) if recurrent_bias else None
+    expected.update(more)
 
     def describe(fields: dict[str, Any]) -> str:
         return ", ".join(f"{key}={value}" for key, value in fields.items())
@@ -257,9 +264,10 @@ def _cell(
     recurrent: RecurrentFn,
     combine: CombineFn,
     gates: GatesFn,
+    project: ProjectFn = _project,
 ) -> Cell:
-    """The cell whose step is ``gates(params, carry, combine(x @ kernel + bias,
-    recurrent(params, h)))``."""
+    """The cell whose step is ``gates(params, carry, combine(project(params, x),
+    recurrent(params, h)))``; ``project`` is ``x @ kernel + bias`` unless given."""
 
     def projected_step(
         params: Params, carry: Carry, projected: Array, recurrent_mask: Array | None = None
@@ -268,7 +276,7 @@ def _cell(
         return gates(params, carry, combine(projected, recurrent(params, h)))
 
     def step(params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
-        return projected_step(params, carry, _project(params, x))
+        return projected_step(params, carry, project(params, x))
 
     return Cell(
         init,
@@ -276,7 +284,7 @@ def _cell(
         step,
         input_size,
         output,
-        Projection(_project, projected_step),
+        Projection(project, projected_step),
         GateSplit(recurrent, combine, gates),
     )
 
@@ -332,7 +340,7 @@ def simple_rnn(
 
 
 @_one_cell_per_setting
-def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
+def lstm(hidden_size: int, *, initializer: str = "keras", peephole: bool = False) -> Cell:
     r"""The LSTM cell (Hochreiter & Schmidhuber 1997, with forget gate), Keras's and PyTorch's.
 
     With gates stacked i, f, g, o in ``z = x_t W + h_{t-1} U + b``:
@@ -345,10 +353,12 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
       hidden_size: ``H``, the size of ``h`` and ``c``.
       initializer: ``"keras"`` (default: Glorot-uniform, orthogonal, forget bias 1),
         ``"torch"`` or ``"flax"``; the forget-gate bias starts at 1 only under ``"keras"``.
+      peephole: ``True`` for the peephole LSTM of Gers et al. (2002), whose gates also read
+        ``c`` (equations: :class:`PeepholeLSTMParams`), with the fast backward pass too.
 
     Returns:
-      A :class:`Cell` whose params are :class:`LSTMParams` and whose carry is
-      :class:`LSTMState`.
+      A :class:`Cell` whose params are :class:`LSTMParams` (:class:`PeepholeLSTMParams`
+      with ``peephole=True``) and whose carry is :class:`LSTMState`.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax
@@ -362,25 +372,13 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
       ((2, 4), (2, 4))
     """
     _check_cell_args(hidden_size, initializer)
+    if check_bool("rnnjax.lstm", "peephole", peephole):
+        from rnnjax._src.lstm_variants import peephole_lstm  # it builds on this module
+
+        return peephole_lstm(hidden_size, initializer)
 
     def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> LSTMParams:
-        w = init_weights(initializer, key, input_size, hidden_size, 4, dtype)
-        if initializer == "keras":
-            bias = w.bias.at[hidden_size : 2 * hidden_size].set(1)
-        elif initializer == "torch":
-            bias = w.bias + w.recurrent_bias
-        else:
-            bias = w.bias
-        return LSTMParams(w.kernel, w.recurrent_kernel, bias)
-
-    def initial_carry(
-        params: LSTMParams, batch_shape: BatchShape, dtype: DTypeLike | None = None
-    ) -> LSTMState:
-        zeros = _zeros(params, batch_shape, dtype)
-        return LSTMState(zeros, zeros)
-
-    def output(carry: LSTMState) -> Array:
-        return carry.h
+        return lstm_weights(initializer, key, input_size, hidden_size, dtype)
 
     def gates(params: LSTMParams, carry: LSTMState, z: Array) -> tuple[LSTMState, Array]:
         i, f, g, o = jnp.split(z, 4, axis=-1)
@@ -389,7 +387,34 @@ def lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
         return LSTMState(h, c), h
 
     input_size = _params_check(f"lstm({hidden_size})", LSTMParams, hidden_size, 4 * hidden_size)
-    return _cell(init, initial_carry, input_size, output, _recurrent_matmul, jnp.add, gates)
+    return _cell(
+        init, lstm_initial_carry, input_size, lstm_output, _recurrent_matmul, jnp.add, gates
+    )
+
+
+def lstm_weights(
+    initializer: str, key: Array, input_size: int, hidden_size: int, dtype: DTypeLike
+) -> LSTMParams:
+    """The LSTM's weights drawn by ``initializer``; under ``"keras"``, forget-gate bias 1."""
+    w = init_weights(initializer, key, input_size, hidden_size, 4, dtype)
+    if initializer == "keras":
+        bias = w.bias.at[hidden_size : 2 * hidden_size].set(1)
+    elif initializer == "torch":
+        bias = w.bias + w.recurrent_bias
+    else:
+        bias = w.bias
+    return LSTMParams(w.kernel, w.recurrent_kernel, bias)
+
+
+def lstm_initial_carry(
+    params: Params, batch_shape: BatchShape, dtype: DTypeLike | None = None
+) -> LSTMState:
+    zeros = _zeros(params, batch_shape, dtype)
+    return LSTMState(zeros, zeros)
+
+
+def lstm_output(carry: LSTMState) -> Array:
+    return carry.h
 
 
 @_one_cell_per_setting

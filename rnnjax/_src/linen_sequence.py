@@ -194,7 +194,7 @@ class LSTM(_Named):
     params :class:`~rnnjax.LSTMParams`).
 
     Attributes: ``features``, ``initializer``, the settings and ``deterministic``, as
-    :class:`SimpleRNN`.
+    :class:`SimpleRNN`; ``peephole``: ``True`` for the peephole LSTM.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.linen
@@ -210,6 +210,7 @@ class LSTM(_Named):
     """
 
     kind: ClassVar[str] = "lstm"
+    peephole: bool = False
 
 
 class GRU(_Named):
@@ -230,6 +231,14 @@ class GRU(_Named):
 
     kind: ClassVar[str] = "gru"
     reset_after: bool = True
+
+
+class LayerNormLSTM(_Named):
+    """:class:`RNN` over :func:`rnnjax.layer_norm_lstm` (Ba et al. 2016); attributes as
+    :class:`LSTM`, plus the cell's ``epsilon``."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
+    epsilon: float = 1e-5
 
 
 class MinGRU(_Named):

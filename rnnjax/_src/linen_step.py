@@ -180,6 +180,7 @@ class LSTMCell(_NamedStep):
     """
 
     kind: ClassVar[str] = "lstm"
+    peephole: bool = False
 
 
 class GRUCell(_NamedStep):
@@ -203,6 +204,13 @@ class GRUCell(_NamedStep):
 
     kind: ClassVar[str] = "gru"
     reset_after: bool = True
+
+
+class LayerNormLSTMCell(_NamedStep):
+    """One step of :class:`LayerNormLSTM`; as :class:`LSTMCell`, plus ``epsilon``."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
+    epsilon: float = 1e-5
 
 
 class MinGRUCell(_NamedStep):

@@ -232,6 +232,7 @@ class LSTM(_Named):
       in_features: input size.
       features: hidden size ``H``.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``.
+      peephole: ``True`` for the peephole LSTM (``rnnjax.lstm(features, peephole=True)``).
       rngs, deterministic, **settings: as :class:`RNN`.
 
     Example:
@@ -280,6 +281,13 @@ class GRU(_Named):
         **settings: Any,
     ) -> None:
         super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
+
+
+class LayerNormLSTM(_Named):
+    """:class:`RNN` over :func:`rnnjax.layer_norm_lstm` (Ba et al. 2016); arguments as
+    :class:`LSTM`, plus the cell's ``epsilon``."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
 
 
 class MinGRU(_Named):

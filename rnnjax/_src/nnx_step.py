@@ -233,6 +233,12 @@ class GRUCell(_NamedStep):
         super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
 
 
+class LayerNormLSTMCell(_NamedStep):
+    """One step of :class:`LayerNormLSTM`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
+
+
 class MinGRUCell(_NamedStep):
     """One step of :class:`MinGRU` (params :class:`~rnnjax.MinRNNParams`, carry ``h``): a Flax
     NNX cell for decoding; as :class:`LSTMCell`.

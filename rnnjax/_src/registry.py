@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from rnnjax._src.cells import GRUParams, LSTMParams, SimpleRNNParams, gru, lstm, simple_rnn
 from rnnjax._src.contract import Cell
+from rnnjax._src.lstm_variants import LayerNormLSTMParams, layer_norm_lstm
 from rnnjax._src.min_cells import MinRNNParams, min_gru, min_lstm
 
 
@@ -31,10 +32,13 @@ class CellKind(NamedTuple):
 
 CELL_KINDS: dict[str, CellKind] = {
     "simple_rnn": CellKind(simple_rnn, SimpleRNNParams, "SimpleRNN", ("activation",)),
-    "lstm": CellKind(lstm, LSTMParams, "LSTM"),
+    "lstm": CellKind(lstm, LSTMParams, "LSTM", ("peephole",)),
     "gru": CellKind(gru, GRUParams, "GRU", ("reset_after",)),
     "min_gru": CellKind(min_gru, MinRNNParams, "MinGRU"),
     "min_lstm": CellKind(min_lstm, MinRNNParams, "MinLSTM"),
+    "layer_norm_lstm": CellKind(
+        layer_norm_lstm, LayerNormLSTMParams, "LayerNormLSTM", ("epsilon",)
+    ),
 }
 
 

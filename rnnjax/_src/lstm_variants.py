@@ -1,0 +1,224 @@
+"""LSTM variants whose gates have weights of their own: the peephole LSTM and the
+layer-normalised LSTM.
+
+Both are built from the LSTM's parts (:mod:`rnnjax._src.cells`) and keep every capability of
+the contract: their ``gates`` read the params (the peephole vectors; the norms' gains and
+biases), which :class:`~rnnjax.GateSplit` allows, so :func:`rnnjax.rnn` differentiates them
+with its fast tangent rule as it does the plain LSTM. The tangents of those few vectors enter
+the tangent scan through ``gates``; the kernels' still enter through the large matmuls
+outside it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.typing import DTypeLike
+
+from rnnjax._src.cells import (
+    LSTMState,
+    _add_bias,
+    _cell,
+    _check_cell_args,
+    _one_cell_per_setting,
+    _params_check,
+    _recurrent_matmul,
+    apply_mask,
+    lstm_initial_carry,
+    lstm_output,
+    lstm_weights,
+    matmul,
+)
+from rnnjax._src.contract import Cell
+
+Array = jax.Array
+
+
+class PeepholeLSTMParams(NamedTuple):
+    r"""Parameters of ``rnnjax.lstm(hidden_size, peephole=True)``, the peephole LSTM of Gers,
+    Schraudolph & Schmidhuber (2002), as TF Addons' ``PeepholeLSTMCell`` computes it.
+
+    With gates stacked i, f, g, o in ``z = x_t W + h_{t-1} U + b`` and ``p_i, p_f, p_o`` the
+    three blocks of ``peephole``:
+
+    .. math::
+        i = \sigma(z_i + p_i \odot c_{t-1}),\; f = \sigma(z_f + p_f \odot c_{t-1}),\;
+        g = \tanh(z_g), \\
+        c_t = f \odot c_{t-1} + i \odot g, \qquad o = \sigma(z_o + p_o \odot c_t), \qquad
+        h_t = o \odot \tanh(c_t)
+
+    Attributes:
+      kernel: ``[input_size, 4 * hidden]``.
+      recurrent_kernel: ``[hidden, 4 * hidden]``.
+      bias: ``[4 * hidden]``.
+      peephole: ``[3 * hidden]``, the diagonal peephole weights of the i, f and o gates side
+        by side. ``init`` gives zeros, so a fresh peephole LSTM computes what the plain LSTM
+        with the same ``kernel``, ``recurrent_kernel`` and ``bias`` computes (TF Addons draws
+        them from its kernel initializer instead; Gers et al. from ``U(-0.1, 0.1)``).
+    """
+
+    kernel: Array
+    recurrent_kernel: Array
+    bias: Array
+    peephole: Array
+
+
+class LayerNormLSTMParams(NamedTuple):
+    """Parameters of :func:`layer_norm_lstm`; gates in the order i, f, g, o.
+
+    Attributes:
+      kernel: ``[input_size, 4 * hidden]``, ``W``.
+      recurrent_kernel: ``[hidden, 4 * hidden]``, ``U``.
+      bias: ``[4 * hidden]``, ``b``: the gates' one bias.
+      input_gain: ``[4 * hidden]``, the gain of the norm of ``x W`` (starts at ones).
+      recurrent_gain: ``[4 * hidden]``, the gain of the norm of ``h U`` (starts at ones).
+      cell_gain: ``[hidden]``, the gain of the norm of ``c`` (starts at ones).
+      cell_bias: ``[hidden]``, the bias of the norm of ``c`` (starts at zeros).
+    """
+
+    kernel: Array
+    recurrent_kernel: Array
+    bias: Array
+    input_gain: Array
+    recurrent_gain: Array
+    cell_gain: Array
+    cell_bias: Array
+
+
+def peephole_lstm(hidden_size: int, initializer: str) -> Cell:
+    """The cell behind ``rnnjax.lstm(hidden_size, initializer=..., peephole=True)``."""
+
+    def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> PeepholeLSTMParams:
+        weights = lstm_weights(initializer, key, input_size, hidden_size, dtype)
+        return PeepholeLSTMParams(*weights, jnp.zeros((3 * hidden_size,), dtype))
+
+    def gates(params: PeepholeLSTMParams, carry: LSTMState, z: Array) -> tuple[LSTMState, Array]:
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        p_i, p_f, p_o = jnp.split(params.peephole, 3)
+        i = jax.nn.sigmoid(i + apply_mask(carry.c, p_i))
+        f = jax.nn.sigmoid(f + apply_mask(carry.c, p_f))
+        c = f * carry.c + i * jnp.tanh(g)
+        h = jax.nn.sigmoid(o + apply_mask(c, p_o)) * jnp.tanh(c)
+        return LSTMState(h, c), h
+
+    name = f"lstm({hidden_size}, peephole=True)"
+    width = 4 * hidden_size
+    input_size = _params_check(
+        name, PeepholeLSTMParams, hidden_size, width, peephole=(3 * hidden_size,)
+    )
+    return _cell(
+        init, lstm_initial_carry, input_size, lstm_output, _recurrent_matmul, jnp.add, gates
+    )
+
+
+def _normalize(z: Array, epsilon: float, gain: Array, bias: Array | None = None) -> Array:
+    """Layer normalisation over the last axis: ``(z - mean) / sqrt(var + epsilon) * gain
+    (+ bias)``, with the biased (population) variance."""
+    centred = z - jnp.mean(z, axis=-1, keepdims=True)
+    variance = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
+    normalized = apply_mask(centred * jax.lax.rsqrt(variance + epsilon), gain)
+    return normalized if bias is None else _add_bias(normalized, bias)
+
+
+def _check_epsilon(epsilon: float) -> float:
+    where = "rnnjax.layer_norm_lstm"
+    if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, (int, float, np.floating)):
+        raise TypeError(
+            f"{where}: epsilon must be a positive float; got {epsilon!r} of type"
+            f" {type(epsilon).__name__}"
+        )
+    if not (epsilon > 0 and math.isfinite(epsilon)):
+        raise ValueError(f"{where}: epsilon must be a positive float; got {epsilon!r}")
+    return float(epsilon)
+
+
+@_one_cell_per_setting
+def layer_norm_lstm(hidden_size: int, *, initializer: str = "keras", epsilon: float = 1e-5) -> Cell:
+    r"""The layer-normalised LSTM of Ba, Kiros & Hinton (2016), as Haste's ``LayerNormLSTM``.
+
+    With gates stacked i, f, g, o and :math:`\mathrm{LN}(v; \alpha, \beta) = \alpha \odot
+    (v - \mu_v) / \sqrt{\sigma_v^2 + \epsilon} + \beta` over the features of each example:
+
+    .. math::
+        z = \mathrm{LN}(x_t W; \alpha_x) + \mathrm{LN}(h_{t-1} U; \alpha_h) + b, \\
+        i = \sigma(z_i),\; f = \sigma(z_f),\; g = \tanh(z_g),\; o = \sigma(z_o), \\
+        c_t = f \odot c_{t-1} + i \odot g, \qquad
+        h_t = o \odot \tanh(\mathrm{LN}(c_t; \alpha_c, \beta_c)), \qquad y_t = h_t
+
+    These are the paper's equations (its supplementary material) as Haste implements them:
+    ``x W`` and ``h U`` are normalised apart, each over all ``4 H`` pre-activations; their
+    norms' biases, which only add to ``b``, are folded into it; the carry keeps ``c_t``
+    itself, normalised only on its way into ``tanh``. TF Addons' ``LayerNormLSTMCell``
+    differs in two ways: it keeps the two redundant biases, and its carry is the
+    *normalised* cell state (the next step's forget gate multiplies ``LN(c_t)``); we follow
+    the paper. ``epsilon`` defaults to Haste's and PyTorch's ``1e-5`` (TF Addons: ``1e-3``).
+
+    The norm of ``x W`` runs in the input projection (over all steps at once when
+    :func:`rnnjax.rnn` hoists it), the norm of ``h U`` and of ``c`` in the gates, which is
+    where their gains live: so the cell keeps the fast backward pass.
+
+    Args:
+      hidden_size: ``H``, the size of ``h`` and ``c``.
+      initializer: how ``kernel``, ``recurrent_kernel`` and ``bias`` start, as for
+        :func:`rnnjax.lstm` (``"keras"``: forget-gate bias 1, as Haste's ``forget_bias``);
+        the gains start at ones and the cell norm's bias at zeros under every initializer.
+      epsilon: added to the variance in each of the three norms; a positive float.
+
+    Returns:
+      A :class:`Cell` whose params are :class:`LayerNormLSTMParams` and whose carry is
+      :class:`LSTMState`. Equal settings return the same object.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax
+      >>> cell = rnnjax.layer_norm_lstm(4)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> params.input_gain.shape, params.cell_gain.shape
+      ((16,), (4,))
+      >>> carry, ys = rnnjax.rnn(cell, params, jnp.ones((2, 5, 3)))
+      >>> carry.c.shape, ys.shape
+      ((2, 4), (2, 5, 4))
+    """
+    _check_cell_args(hidden_size, initializer)
+    epsilon = _check_epsilon(epsilon)
+    width = 4 * hidden_size
+
+    def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> LayerNormLSTMParams:
+        weights = lstm_weights(initializer, key, input_size, hidden_size, dtype)
+        gains = (jnp.ones((width,), dtype),) * 2 + (jnp.ones((hidden_size,), dtype),)
+        return LayerNormLSTMParams(*weights, *gains, jnp.zeros((hidden_size,), dtype))
+
+    def project(params: LayerNormLSTMParams, xs: Array) -> Array:
+        return _normalize(matmul(xs, params.kernel), epsilon, params.input_gain, params.bias)
+
+    def combine(projected: Array, recurrent: Array) -> tuple[Array, Array]:
+        return projected, recurrent  # the norm of h U is not linear: the gates apply it
+
+    def gates(
+        params: LayerNormLSTMParams, carry: LSTMState, z: tuple[Array, Array]
+    ) -> tuple[LSTMState, Array]:
+        projected, recurrent = z
+        preactivations = projected + _normalize(recurrent, epsilon, params.recurrent_gain)
+        i, f, g, o = jnp.split(preactivations, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        normalized_c = _normalize(c, epsilon, params.cell_gain, params.cell_bias)
+        h = jax.nn.sigmoid(o) * jnp.tanh(normalized_c)
+        return LSTMState(h, c), h
+
+    input_size = _params_check(
+        f"layer_norm_lstm({hidden_size})",
+        LayerNormLSTMParams,
+        hidden_size,
+        width,
+        input_gain=(width,),
+        recurrent_gain=(width,),
+        cell_gain=(hidden_size,),
+        cell_bias=(hidden_size,),
+    )
+    return _cell(
+        init, lstm_initial_carry, input_size, lstm_output, _recurrent_matmul, combine, gates,
+        project,
+    )  # fmt: skip
