@@ -46,6 +46,7 @@ from rnnjax._src.linear import linear_recurrence as linear_recurrence
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
+from rnnjax._src.padding import pad_sequences as pad_sequences
 
 __version__ = "0.1.0"
 
@@ -76,6 +77,7 @@ __all__ = (
     "matmul",
     "min_gru",
     "min_lstm",
+    "pad_sequences",
     "rnn",
     "rnn_with_resets",
     "simple_rnn",
