@@ -1,8 +1,7 @@
-"""rnnjax.interop.from_flax / to_flax against flax.linen.RNN and flax.nnx.RNN on the same weights."""
+"""rnnjax.interop.from_flax / to_flax against flax.linen.RNN and flax.nnx.RNN, same weights."""
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx

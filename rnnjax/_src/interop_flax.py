@@ -52,7 +52,11 @@ LAYOUTS: dict[tuple[str, str], _Layout] = {
 }
 """(API, Flax class name) -> its layout."""
 
-PARAMS_TYPES = {"lstm": LSTMParams, "gru": GRUParams, "simple_rnn": SimpleRNNParams}
+PARAMS_TYPES: dict[str, type[Any]] = {
+    "lstm": LSTMParams,
+    "gru": GRUParams,
+    "simple_rnn": SimpleRNNParams,
+}
 
 
 def _api_and_layout(where: str, flax_cell: Any) -> tuple[str, _Layout]:
@@ -211,10 +215,10 @@ def _biases(where: str, flax_cell: Any, layout: _Layout, params: Any) -> tuple[A
 
 
 def _check_params(where: str, flax_cell: Any, layout: _Layout, params: Any) -> None:
-    expected = PARAMS_TYPES[layout.kind]
-    if type(params) is not expected:
+    params_type = PARAMS_TYPES[layout.kind]
+    if type(params) is not params_type:
         raise TypeError(
-            f"{where}: a {type(flax_cell).__name__} takes {expected.__name__}; got"
+            f"{where}: a {type(flax_cell).__name__} takes {params_type.__name__}; got"
             f" {type(params).__name__}"
         )
     sizes = (params.kernel.shape[0], params.recurrent_kernel.shape[0])
