@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer = training.make_trainer(loss_fn, optax.adam(1e-3))
     state0 = trainer.init(init(jax.random.key(0)), jax.random.key(1))
     steps = args.steps * args.rounds
-    times = {name: [] for name in loaders}
+    times: dict[str, list[float]] = {name: [] for name in loaders}
     for name, get_batch in loaders.items():  # warm-up: compile every shape the run meets
         start, shapes = time.perf_counter(), set()
         for step in range(steps):
@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
                 shapes.add(batch["ids"].shape)
                 jax.block_until_ready(trainer.step(state0, batch))
         print(f"{name}: {len(shapes)} shapes compiled in {time.perf_counter() - start:.1f} s")
-    cpu = {name: [] for name in loaders}  # process CPU seconds per step: less load-sensitive
+    cpu: dict[str, list[float]] = {
+        name: [] for name in loaders
+    }  # process CPU seconds per step: less load-sensitive
     for round_ in range(args.rounds):
         for name, get_batch in loaders.items():
             batches = [get_batch(s) for s in range(round_ * args.steps, (round_ + 1) * args.steps)]
