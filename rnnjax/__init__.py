@@ -45,6 +45,7 @@ from rnnjax._src.lstm_variants import layer_norm_lstm as layer_norm_lstm
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
+from rnnjax._src.padding import pad_sequences as pad_sequences
 from rnnjax._src.settings import ModuleSettings as ModuleSettings
 
 __version__ = "0.1.0"
@@ -77,6 +78,7 @@ __all__ = (
     "lstm",
     "min_gru",
     "min_lstm",
+    "pad_sequences",
     "rnn",
     "simple_rnn",
     "stack",

@@ -1,12 +1,14 @@
-"""Exact weight conversion to and from PyTorch and Keras 3 recurrent layers.
+"""Exact weight conversion to and from PyTorch and Keras 3 recurrent layers and Flax cells.
 
 torch and keras are optional (``pip install "rnnjax[interop]"``): each is imported only
-inside the functions that need it.
+inside the functions that need it, as flax is.
 """
 
+from rnnjax._src.interop_flax import from_flax as from_flax
+from rnnjax._src.interop_flax import to_flax as to_flax
 from rnnjax._src.interop_keras import from_keras as from_keras
 from rnnjax._src.interop_keras import to_keras as to_keras
 from rnnjax._src.interop_torch import from_torch as from_torch
 from rnnjax._src.interop_torch import to_torch as to_torch
 
-__all__ = ("from_keras", "from_torch", "to_keras", "to_torch")
+__all__ = ("from_flax", "from_keras", "from_torch", "to_flax", "to_keras", "to_torch")

@@ -1,9 +1,11 @@
-"""Training utilities: a clipped, jitted train step, a resumable loop, data parallelism.
+"""Training utilities: a clipped, jitted train step, a resumable loop, batches (shuffled, or
+bucketed by length), data parallelism.
 
 ``fit`` needs ``tqdm`` and ``orbax-checkpoint`` (``pip install "rnnjax[examples]"``), imported
 only when used.
 """
 
+from rnnjax._src.bucketing import bucket_batches as bucket_batches
 from rnnjax._src.training import KeepBest as KeepBest
 from rnnjax._src.training import Trainer as Trainer
 from rnnjax._src.training import TrainState as TrainState
@@ -18,6 +20,7 @@ __all__ = (
     "KeepBest",
     "TrainState",
     "Trainer",
+    "bucket_batches",
     "data_parallel_mesh",
     "epoch_batches",
     "fit",
