@@ -138,3 +138,17 @@ def test_to_flax_errors():
     gru = rnnjax.gru(HIDDEN, initializer="torch").init(jax.random.key(0), INPUT)
     with pytest.raises(ValueError, match=r"nnx.GRUCell has no recurrent bias for the candidate"):
         to_flax(make_flax_cell("nnx", "GRUCell"), gru)
+
+
+@pytest.mark.parametrize("factory", [rnnjax.lstm, rnnjax.gru, rnnjax.simple_rnn])
+def test_to_flax_of_an_rnnjax_cell_targets_its_linen_twin(factory):
+    cell = factory(HIDDEN)
+    params = noisy(cell.init(jax.random.key(3), INPUT), 2)
+    converted = rnnjax.interop.to_flax(cell, params)
+    twin = {"lstm": nn.LSTMCell, "gru": nn.GRUCell, "simple_rnn": nn.SimpleCell}[factory.__name__]
+    xs = inputs()
+    assert_same_run(*flax_run(twin(HIDDEN), converted, xs), *rnnjax.rnn(cell, params, xs))
+    with pytest.raises(TypeError, match=r"rnnjax.interop.to_flax: given an rnnjax cell"):
+        rnnjax.interop.to_flax(
+            rnnjax.min_gru(HIDDEN), rnnjax.min_gru(HIDDEN).init(jax.random.key(0), 2)
+        )

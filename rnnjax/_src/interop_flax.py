@@ -238,13 +238,36 @@ def _split(array: Array, names: tuple[str, ...]) -> dict[str, Array]:
     return dict(zip(names, jnp.split(array, len(names), axis=-1), strict=True))
 
 
+def _linen_twin(where: str, cell: Cell, params: Any) -> Any:
+    """The ``flax.linen`` cell that computes what the rnnjax ``cell`` computes: ``LSTMCell``,
+    ``GRUCell`` or ``SimpleCell`` (tanh), by the params' type; the cell must be the built-in
+    one of those params."""
+    from flax import linen as nn
+
+    twins = {LSTMParams: (lstm, nn.LSTMCell), GRUParams: (gru, nn.GRUCell)}
+    twins[SimpleRNNParams] = (simple_rnn, nn.SimpleCell)
+    factory, twin = twins.get(type(params), (None, None))
+    hidden = getattr(getattr(params, "recurrent_kernel", None), "shape", (0,))[0]
+    if factory is None or not any(
+        cell is factory(hidden, initializer=scheme) for scheme in ("keras", "torch", "flax")
+    ):
+        raise TypeError(
+            f"{where}: given an rnnjax cell, it must be rnnjax.lstm, rnnjax.gru"
+            " (reset_after=True) or rnnjax.simple_rnn (tanh) with its own params; pass the"
+            f" target Flax cell instead for other layouts; got params {type(params).__name__}"
+        )
+    return twin(hidden)
+
+
 def to_flax(flax_cell: Any, params: Any) -> Any:
     """Converts rnnjax params into the params of a Flax recurrent cell: :func:`from_flax`
     backwards.
 
     Args:
       flax_cell: the target, a ``flax.linen`` or ``flax.nnx`` ``LSTMCell``,
-        ``OptimizedLSTMCell``, ``GRUCell`` or ``SimpleCell`` of the params' sizes.
+        ``OptimizedLSTMCell``, ``GRUCell`` or ``SimpleCell`` of the params' sizes; or the
+        rnnjax cell itself (``rnnjax.lstm(8)``, the form ``from_flax``'s result reads back
+        in), which targets the ``flax.linen`` twin: ``LSTMCell``, ``GRUCell``, ``SimpleCell``.
       params: :class:`~rnnjax.LSTMParams`, :class:`~rnnjax.GRUParams` (of
         ``gru(reset_after=True)``) or :class:`~rnnjax.SimpleRNNParams`, as the cell takes.
 
@@ -274,6 +297,8 @@ def to_flax(flax_cell: Any, params: Any) -> Any:
       True
     """
     where = "rnnjax.interop.to_flax"
+    if isinstance(flax_cell, Cell):
+        flax_cell = _linen_twin(where, flax_cell, params)
     api, layout = _api_and_layout(where, flax_cell)
     _check_functions(where, flax_cell, layout)
     _check_params(where, flax_cell, layout, params)
