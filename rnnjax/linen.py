@@ -40,25 +40,20 @@ sit under the ``RNN``'s ``"cell"``).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
 
 from rnnjax._src.compose import BidirectionalParams
 from rnnjax._src.contract import Params
-from rnnjax._src.linen_sequence import GRU as GRU
-from rnnjax._src.linen_sequence import LSTM as LSTM
-from rnnjax._src.linen_sequence import RNN as RNN
-from rnnjax._src.linen_sequence import Bidirectional as Bidirectional
-from rnnjax._src.linen_sequence import LayerNormLSTM as LayerNormLSTM
-from rnnjax._src.linen_sequence import MinGRU as MinGRU
-from rnnjax._src.linen_sequence import MinLSTM as MinLSTM
-from rnnjax._src.linen_sequence import SimpleRNN as SimpleRNN
-from rnnjax._src.linen_step import GRUCell as GRUCell
-from rnnjax._src.linen_step import LayerNormLSTMCell as LayerNormLSTMCell
-from rnnjax._src.linen_step import LSTMCell as LSTMCell
-from rnnjax._src.linen_step import MinGRUCell as MinGRUCell
-from rnnjax._src.linen_step import MinLSTMCell as MinLSTMCell
-from rnnjax._src.linen_step import SimpleRNNCell as SimpleRNNCell
-from rnnjax._src.linen_step import Step as Step
+from rnnjax._src.linen_modules import RNN as RNN
+from rnnjax._src.linen_modules import Bidirectional as Bidirectional
+from rnnjax._src.linen_modules import KindRNN, KindStep
+from rnnjax._src.linen_modules import Step as Step
+
+Array = jax.Array
 
 __all__ = (
     "GRU",
@@ -97,3 +92,246 @@ def variables_from(params: Params) -> dict[str, Any]:
     if isinstance(params, BidirectionalParams):
         return {"params": {"forward": params.forward, "backward": params.backward}}
     return {"params": {"cell": params}}
+
+
+# --- The named modules: one line per cell kind of the registry --------------------------------
+
+
+class SimpleRNN(KindRNN):
+    """Keras's ``SimpleRNN``: :class:`RNN` over ``rnnjax.simple_rnn(features, activation)``.
+
+    Attributes:
+      features: hidden size ``H``.
+      activation: default ``jnp.tanh``.
+      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` (docs/guides/cells.md).
+      the settings, deterministic: as :class:`RNN`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> rnn = rnnjax.linen.SimpleRNN(8)
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> variables = rnn.init(jax.random.key(0), xs)
+      >>> rnn.apply(variables, xs).shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "simple_rnn"
+    activation: Callable[[Array], Array] = jnp.tanh
+
+
+class LSTM(KindRNN):
+    """Keras's ``LSTM``: :class:`RNN` over ``rnnjax.lstm(features)`` (gates i, f, g, o;
+    params :class:`~rnnjax.LSTMParams`).
+
+    Attributes: ``features``, ``initializer``, the settings and ``deterministic``, as
+    :class:`SimpleRNN`; ``peephole``: ``True`` for the peephole LSTM.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.linen
+      >>> lstm = rnnjax.linen.LSTM(8, return_sequences=True, dropout=0.2)
+      >>> xs, lengths = jnp.ones((2, 5, 3)), jnp.array([5, 2])
+      >>> variables = lstm.init(jax.random.key(0), xs, deterministic=True)
+      >>> ys = lstm.apply(variables, xs, seq_lengths=lengths, deterministic=True)
+      >>> _, want = rnnjax.rnn(rnnjax.lstm(8), variables["params"]["cell"], xs, seq_lengths=lengths)
+      >>> bool((ys == want).all())
+      True
+      >>> rngs = {"dropout": jax.random.key(1)}
+      >>> ys_train = lstm.apply(variables, xs, deterministic=False, rngs=rngs)
+    """
+
+    kind: ClassVar[str] = "lstm"
+    peephole: bool = False
+
+
+class GRU(KindRNN):
+    """Keras's ``GRU``: :class:`RNN` over ``rnnjax.gru(features, reset_after)`` (gates r, z, n;
+    params :class:`~rnnjax.GRUParams`).
+
+    Attributes: as :class:`LSTM`, and ``reset_after``: ``True`` (Keras's default, PyTorch's
+    and cuDNN's form) or ``False``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> gru = rnnjax.linen.GRU(8, return_state=True)
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> last, h = gru.apply(gru.init(jax.random.key(0), xs), xs)
+      >>> bool((last == h).all())
+      True
+    """
+
+    kind: ClassVar[str] = "gru"
+    reset_after: bool = True
+
+
+class LayerNormLSTM(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.layer_norm_lstm` (Ba et al. 2016); attributes as
+    :class:`LSTM`, plus the cell's ``epsilon``."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
+    epsilon: float = 1e-5
+
+
+class MinGRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.min_gru`, run in parallel over time; attributes as
+    :class:`LSTM` (``recurrent_dropout`` is refused: its gates never read ``h``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> model = rnnjax.linen.MinGRU(8, num_layers=2)
+      >>> xs = jnp.ones((2, 50, 3))
+      >>> model.apply(model.init(jax.random.key(0), xs), xs).shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTM(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.min_lstm`; as :class:`MinGRU`."""
+
+    kind: ClassVar[str] = "min_lstm"
+
+
+class SimpleRNNCell(KindStep):
+    """One step of :class:`SimpleRNN`, ``h' = activation(x W + h U + b)``: a Flax linen cell.
+
+    Holds the same params as :class:`SimpleRNN` (``{"cell": SimpleRNNParams(...)}``, same
+    initializers), so the variables of either apply to the other; a call runs
+    ``rnnjax.simple_rnn(features).step``. Follows Flax's cell protocol
+    (:class:`flax.linen.RNNCellBase`), so it runs inside :class:`flax.linen.RNN`.
+
+    Attributes:
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`SimpleRNN`.
+      activation: default ``jnp.tanh``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> cell = rnnjax.linen.SimpleRNNCell(8)
+      >>> x = jnp.ones((2, 3))                                    # [batch, features_in]
+      >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
+      >>> variables = cell.init(jax.random.key(1), carry, x)
+      >>> carry, y = cell.apply(variables, carry, x)
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "simple_rnn"
+    activation: Callable[[Array], Array] = jnp.tanh
+
+
+class LSTMCell(KindStep):
+    """One step of :class:`LSTM`: a Flax linen cell, carry :class:`~rnnjax.LSTMState` ``(h, c)``.
+
+    Holds the same params as :class:`LSTM` (``{"cell": LSTMParams(...)}``, gates i, f, g, o,
+    same initializers), so the variables of either apply to the other, and
+    :func:`variables_from` makes them from ``rnnjax.interop.from_torch``'s or
+    ``from_keras``'s params (one layer, one direction). A call runs
+    ``rnnjax.lstm(features).step``, so a jitted or scanned step equals the ``LSTM``'s output
+    at that step bit for bit. It follows Flax's cell protocol (:class:`flax.linen.RNNCellBase`:
+    ``__call__(carry, x_t)``, ``initialize_carry(rng, input_shape)``, ``num_feature_axes``),
+    so :class:`flax.linen.RNN` runs it over a sequence; there its params sit one level down,
+    under the ``RNN``'s ``"cell"``. The carry is an :class:`~rnnjax.LSTMState`: a plain tuple
+    is refused (Flax's own ``LSTMCell`` orders it ``(c, h)``).
+
+    Attributes:
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`LSTM`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> from flax import linen as nn
+      >>> xs = jnp.ones((2, 5, 3))                                # [batch, time, features]
+      >>> rnn = nn.RNN(rnnjax.linen.LSTMCell(32))                 # Flax's own driver
+      >>> variables = rnn.init(jax.random.key(0), xs)
+      >>> rnn.apply(variables, xs).shape
+      (2, 5, 32)
+      >>> lstm = rnnjax.linen.LSTM(32, return_sequences=True)     # the same params
+      >>> want = lstm.apply({"params": variables["params"]["cell"]}, xs)
+      >>> bool(jnp.allclose(rnn.apply(variables, xs), want, atol=1e-6))
+      True
+
+      Decoding, one token at a time (carry in, one token's embedding in, carry out):
+
+      >>> cell, embed = rnnjax.linen.LSTMCell(32), nn.Embed(10, 3)
+      >>> cell_vars = {"params": variables["params"]["cell"]}
+      >>> embed_vars = embed.init(jax.random.key(1), jnp.array([0]))
+      >>> @jax.jit
+      ... def step(cell_vars, embed_vars, carry, token):
+      ...     return cell.apply(cell_vars, carry, embed.apply(embed_vars, token))
+      >>> carry = cell.initialize_carry(jax.random.key(2), (2, 3))
+      >>> token = jnp.array([1, 4])
+      >>> for _ in range(3):
+      ...     carry, y = step(cell_vars, embed_vars, carry, token)
+      ...     token = jnp.argmax(y[:, :10], axis=-1)              # a real model: a Dense head
+      >>> carry.h.shape, carry.c.shape
+      ((2, 32), (2, 32))
+    """
+
+    kind: ClassVar[str] = "lstm"
+    peephole: bool = False
+
+
+class GRUCell(KindStep):
+    """One step of :class:`GRU` (gates r, z, n; params :class:`~rnnjax.GRUParams`): a Flax
+    linen cell; as :class:`LSTMCell`, with carry ``h``.
+
+    Attributes:
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`GRU`.
+      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> from flax import linen as nn
+      >>> rnn = nn.RNN(rnnjax.linen.GRUCell(8, reset_after=False), return_carry=True)
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> carry, ys = rnn.apply(rnn.init(jax.random.key(0), xs), xs)
+      >>> carry.shape, ys.shape
+      ((2, 8), (2, 5, 8))
+    """
+
+    kind: ClassVar[str] = "gru"
+    reset_after: bool = True
+
+
+class LayerNormLSTMCell(KindStep):
+    """One step of :class:`LayerNormLSTM`; as :class:`LSTMCell`, plus ``epsilon``."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
+    epsilon: float = 1e-5
+
+
+class MinGRUCell(KindStep):
+    """One step of :class:`MinGRU` (params :class:`~rnnjax.MinRNNParams`, carry ``h``): a Flax
+    linen cell for decoding; as :class:`LSTMCell`.
+
+    Attributes:
+      features, initializer, dtype, param_dtype: as :class:`LSTMCell`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> cell, x = rnnjax.linen.MinGRUCell(8), jnp.ones((2, 3))
+      >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
+      >>> carry, y = cell.apply(cell.init(jax.random.key(1), carry, x), carry, x)
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTMCell(KindStep):
+    """One step of :class:`MinLSTM` (params :class:`~rnnjax.MinRNNParams`, carry ``h``); as
+    :class:`MinGRUCell`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax.linen
+      >>> cell, x = rnnjax.linen.MinLSTMCell(8), jnp.ones((2, 3))
+      >>> carry = cell.initialize_carry(jax.random.key(0), x.shape)
+      >>> carry, y = cell.apply(cell.init(jax.random.key(1), carry, x), carry, x)
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_lstm"

@@ -44,21 +44,21 @@ follow Flax's cell protocol (:class:`flax.nnx.RNNCellBase`), so :class:`flax.nnx
 them too.
 """
 
-from rnnjax._src.nnx_sequence import GRU as GRU
-from rnnjax._src.nnx_sequence import LSTM as LSTM
-from rnnjax._src.nnx_sequence import RNN as RNN
-from rnnjax._src.nnx_sequence import Bidirectional as Bidirectional
-from rnnjax._src.nnx_sequence import LayerNormLSTM as LayerNormLSTM
-from rnnjax._src.nnx_sequence import MinGRU as MinGRU
-from rnnjax._src.nnx_sequence import MinLSTM as MinLSTM
-from rnnjax._src.nnx_sequence import SimpleRNN as SimpleRNN
-from rnnjax._src.nnx_step import GRUCell as GRUCell
-from rnnjax._src.nnx_step import LayerNormLSTMCell as LayerNormLSTMCell
-from rnnjax._src.nnx_step import LSTMCell as LSTMCell
-from rnnjax._src.nnx_step import MinGRUCell as MinGRUCell
-from rnnjax._src.nnx_step import MinLSTMCell as MinLSTMCell
-from rnnjax._src.nnx_step import SimpleRNNCell as SimpleRNNCell
-from rnnjax._src.nnx_step import Step as Step
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rnnjax._src.nnx_modules import RNN as RNN
+from rnnjax._src.nnx_modules import Bidirectional as Bidirectional
+from rnnjax._src.nnx_modules import KindRNN, KindStep
+from rnnjax._src.nnx_modules import Step as Step
+
+Array = jax.Array
 
 __all__ = (
     "GRU",
@@ -77,3 +77,287 @@ __all__ = (
     "SimpleRNNCell",
     "Step",
 )
+
+
+# --- The named modules: one line per cell kind of the registry --------------------------------
+
+
+class SimpleRNN(KindRNN):
+    """Keras's ``SimpleRNN``: :class:`RNN` over ``rnnjax.simple_rnn(features, activation)``.
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      activation: default ``jnp.tanh``.
+      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` (docs/guides/cells.md).
+      rngs, deterministic, **settings: as :class:`RNN`.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> rnn = rnnjax.nnx.SimpleRNN(3, 8, rngs=nnx.Rngs(0))
+      >>> rnn(jnp.ones((2, 5, 3))).shape                  # the last output
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "simple_rnn"
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        activation: Callable[[Array], Array] = jnp.tanh,
+        rngs: nnx.Rngs,
+        **settings: Any,
+    ) -> None:
+        super().__init__(in_features, features, activation=activation, rngs=rngs, **settings)
+
+
+class LSTM(KindRNN):
+    """Keras's ``LSTM``: :class:`RNN` over ``rnnjax.lstm(features)`` (gates i, f, g, o;
+    params :class:`~rnnjax.LSTMParams`).
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``.
+      peephole: ``True`` for the peephole LSTM (``rnnjax.lstm(features, peephole=True)``).
+      rngs, deterministic, **settings: as :class:`RNN`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
+      >>> from flax import nnx
+      >>> lstm = rnnjax.nnx.LSTM(3, 8, return_sequences=True, rngs=nnx.Rngs(0))
+      >>> xs, lengths = jnp.ones((2, 5, 3)), jnp.array([5, 2])
+      >>> lstm(xs, seq_lengths=lengths).shape
+      (2, 5, 8)
+      >>> _, ys = rnnjax.rnn(rnnjax.lstm(8), lstm.params, xs, seq_lengths=lengths)
+      >>> bool((lstm(xs, seq_lengths=lengths) == ys).all())   # the functional call
+      True
+    """
+
+    kind: ClassVar[str] = "lstm"
+
+
+class GRU(KindRNN):
+    """Keras's ``GRU``: :class:`RNN` over ``rnnjax.gru(features, reset_after)`` (gates r, z, n;
+    params :class:`~rnnjax.GRUParams`).
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
+      initializer, rngs, deterministic, **settings: as :class:`LSTM`.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> gru = rnnjax.nnx.GRU(3, 8, return_state=True, rngs=nnx.Rngs(0))
+      >>> last, h = gru(jnp.ones((2, 5, 3)))
+      >>> bool((last == h).all())
+      True
+    """
+
+    kind: ClassVar[str] = "gru"
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        reset_after: bool = True,
+        rngs: nnx.Rngs,
+        **settings: Any,
+    ) -> None:
+        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
+
+
+class LayerNormLSTM(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.layer_norm_lstm` (Ba et al. 2016); arguments as
+    :class:`LSTM`, plus the cell's ``epsilon``."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
+
+
+class MinGRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.min_gru`, run in parallel over time; arguments as
+    :class:`LSTM` (``recurrent_dropout`` is refused: its gates never read ``h``).
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> deep = rnnjax.nnx.MinGRU(3, 8, num_layers=3, return_sequences=True, rngs=nnx.Rngs(0))
+      >>> deep(jnp.ones((2, 50, 3))).shape
+      (2, 50, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTM(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.min_lstm`; as :class:`MinGRU`."""
+
+    kind: ClassVar[str] = "min_lstm"
+
+
+class SimpleRNNCell(KindStep):
+    """One step of :class:`SimpleRNN`, ``h' = activation(x W + h U + b)``: a Flax NNX cell.
+
+    Holds the same params as :class:`SimpleRNN` (:class:`~rnnjax.SimpleRNNParams`, same
+    initializers), so :meth:`load_params` takes either's; a call runs
+    ``rnnjax.simple_rnn(features).step``. Follows Flax's cell protocol
+    (:class:`flax.nnx.RNNCellBase`), so it runs inside :class:`flax.nnx.RNN`.
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      activation: default ``jnp.tanh``.
+      initializer, dtype, param_dtype: as :class:`SimpleRNN`.
+      rngs: the ``params`` stream.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.SimpleRNNCell(3, 8, rngs=nnx.Rngs(0))
+      >>> carry = cell.initialize_carry((2, 3))                   # [batch, in_features]
+      >>> carry, y = cell(carry, jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "simple_rnn"
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        activation: Callable[[Array], Array] = jnp.tanh,
+        rngs: nnx.Rngs,
+        **settings: Any,
+    ) -> None:
+        super().__init__(in_features, features, activation=activation, rngs=rngs, **settings)
+
+
+class LSTMCell(KindStep):
+    """One step of :class:`LSTM`: a Flax NNX cell, carry :class:`~rnnjax.LSTMState` ``(h, c)``.
+
+    Holds the same params as :class:`LSTM` (:class:`~rnnjax.LSTMParams`, gates i, f, g, o,
+    same initializers), so :meth:`load_params` takes an ``LSTM``'s params and
+    ``rnnjax.interop.from_torch``'s or ``from_keras``'s (one layer, one direction); a call
+    runs ``rnnjax.lstm(features).step``, so a jitted or scanned step equals the ``LSTM``'s
+    output at that step bit for bit. It follows Flax's cell protocol
+    (:class:`flax.nnx.RNNCellBase`: ``__call__(carry, x_t)``, ``initialize_carry``,
+    ``num_feature_axes``), so :class:`flax.nnx.RNN` runs it over a sequence. The carry is
+    an :class:`~rnnjax.LSTMState`: a plain tuple is refused (Flax's own ``LSTMCell`` orders
+    it ``(c, h)``).
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      initializer, dtype, param_dtype: as :class:`LSTM`.
+      rngs: the ``params`` stream.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.LSTMCell(3, 32, rngs=nnx.Rngs(0))
+      >>> xs = jnp.ones((2, 5, 3))                                # [batch, time, features]
+      >>> nnx.RNN(cell)(xs).shape                                 # Flax's own driver
+      (2, 5, 32)
+      >>> lstm = rnnjax.nnx.LSTM(3, 32, return_sequences=True, rngs=nnx.Rngs(1))
+      >>> cell.load_params(lstm.params)                           # interchangeable params
+      >>> bool(jnp.allclose(nnx.RNN(cell)(xs), lstm(xs), atol=1e-6))
+      True
+
+      Decoding, one token at a time (carry in, one token's embedding in, carry out):
+
+      >>> embed = nnx.Embed(10, 3, rngs=nnx.Rngs(2))
+      >>> @nnx.jit
+      ... def step(cell, embed, carry, token):
+      ...     return cell(carry, embed(token))
+      >>> carry, token = cell.initialize_carry((2, 3)), jnp.array([1, 4])
+      >>> for _ in range(3):
+      ...     carry, y = step(cell, embed, carry, token)
+      ...     token = jnp.argmax(y[:, :10], axis=-1)              # a real model: a Dense head
+      >>> carry.h.shape, carry.c.shape
+      ((2, 32), (2, 32))
+    """
+
+    kind: ClassVar[str] = "lstm"
+
+
+class GRUCell(KindStep):
+    """One step of :class:`GRU` (gates r, z, n; params :class:`~rnnjax.GRUParams`): a Flax
+    NNX cell; as :class:`LSTMCell`, with carry ``h``.
+
+    Args:
+      in_features: input size.
+      features: hidden size ``H``.
+      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
+      initializer, dtype, param_dtype: as :class:`GRU`.
+      rngs: the ``params`` stream.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.GRUCell(3, 8, reset_after=False, rngs=nnx.Rngs(0))
+      >>> carry, ys = nnx.RNN(cell, return_carry=True)(jnp.ones((2, 5, 3)))
+      >>> carry.shape, ys.shape
+      ((2, 8), (2, 5, 8))
+    """
+
+    kind: ClassVar[str] = "gru"
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        reset_after: bool = True,
+        rngs: nnx.Rngs,
+        **settings: Any,
+    ) -> None:
+        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
+
+
+class LayerNormLSTMCell(KindStep):
+    """One step of :class:`LayerNormLSTM`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "layer_norm_lstm"
+
+
+class MinGRUCell(KindStep):
+    """One step of :class:`MinGRU` (params :class:`~rnnjax.MinRNNParams`, carry ``h``): a Flax
+    NNX cell for decoding; as :class:`LSTMCell`.
+
+    Args:
+      in_features, features, initializer, dtype, param_dtype, rngs: as :class:`LSTMCell`.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.MinGRUCell(3, 8, rngs=nnx.Rngs(0))
+      >>> carry, y = cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_gru"
+
+
+class MinLSTMCell(KindStep):
+    """One step of :class:`MinLSTM` (params :class:`~rnnjax.MinRNNParams`, carry ``h``); as
+    :class:`MinGRUCell`.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax.nnx
+      >>> from flax import nnx
+      >>> cell = rnnjax.nnx.MinLSTMCell(3, 8, rngs=nnx.Rngs(0))
+      >>> carry, y = cell(cell.initialize_carry((2, 3)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+
+    kind: ClassVar[str] = "min_lstm"

@@ -244,13 +244,15 @@ def _linen_twin(where: str, cell: Cell, params: Any) -> Any:
     one of those params."""
     from flax import linen as nn
 
-    twins = {LSTMParams: (lstm, nn.LSTMCell), GRUParams: (gru, nn.GRUCell)}
-    twins[SimpleRNNParams] = (simple_rnn, nn.SimpleCell)
+    twins: dict[type, tuple[Any, Any]] = {
+        LSTMParams: (lstm, nn.LSTMCell),
+        GRUParams: (gru, nn.GRUCell),
+        SimpleRNNParams: (simple_rnn, nn.SimpleCell),
+    }
     factory, twin = twins.get(type(params), (None, None))
     hidden = getattr(getattr(params, "recurrent_kernel", None), "shape", (0,))[0]
-    if factory is None or not any(
-        cell is factory(hidden, initializer=scheme) for scheme in ("keras", "torch", "flax")
-    ):
+    schemes = ("keras", "torch", "flax")
+    if factory is None or not any(cell is factory(hidden, initializer=s) for s in schemes):
         raise TypeError(
             f"{where}: given an rnnjax cell, it must be rnnjax.lstm, rnnjax.gru"
             " (reset_after=True) or rnnjax.simple_rnn (tanh) with its own params; pass the"

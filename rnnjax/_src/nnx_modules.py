@@ -1,6 +1,6 @@
-"""NNX sequence modules: :class:`RNN` over any cell, the named kinds, :class:`Bidirectional`.
-
-See :mod:`rnnjax.nnx` for what a call returns, training mode and loading params.
+"""The NNX modules over any cell: :class:`RNN`, :class:`Step`, :class:`Bidirectional`, and
+the bases of the named modules (:class:`KindRNN`, :class:`KindStep`), which
+:mod:`rnnjax.nnx` specialises one line per cell kind.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.typing import DTypeLike
 
 from rnnjax._src.compose import BidirectionalParams, check_merge
 from rnnjax._src.contract import Carry, Cell, Params
@@ -172,7 +173,7 @@ class RNN(_HoldsParams):
         )
 
 
-class _Named(RNN):
+class KindRNN(RNN):
     """A module whose cell is built from a kind of the registry: ``kind(features, ...)``."""
 
     kind: ClassVar[str]
@@ -190,125 +191,6 @@ class _Named(RNN):
         where = f"rnnjax.nnx.{type(self).__name__}"
         cell, rest = kind_cell(where, self.kind, features, initializer, settings)
         super().__init__(cell, in_features, rngs=rngs, deterministic=deterministic, **rest)
-
-
-class SimpleRNN(_Named):
-    """Keras's ``SimpleRNN``: :class:`RNN` over ``rnnjax.simple_rnn(features, activation)``.
-
-    Args:
-      in_features: input size.
-      features: hidden size ``H``.
-      activation: default ``jnp.tanh``.
-      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` (docs/guides/cells.md).
-      rngs, deterministic, **settings: as :class:`RNN`.
-
-    Example:
-      >>> import jax.numpy as jnp, rnnjax.nnx
-      >>> from flax import nnx
-      >>> rnn = rnnjax.nnx.SimpleRNN(3, 8, rngs=nnx.Rngs(0))
-      >>> rnn(jnp.ones((2, 5, 3))).shape                  # the last output
-      (2, 8)
-    """
-
-    kind: ClassVar[str] = "simple_rnn"
-
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        activation: Callable[[Array], Array] = jnp.tanh,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, activation=activation, rngs=rngs, **settings)
-
-
-class LSTM(_Named):
-    """Keras's ``LSTM``: :class:`RNN` over ``rnnjax.lstm(features)`` (gates i, f, g, o;
-    params :class:`~rnnjax.LSTMParams`).
-
-    Args:
-      in_features: input size.
-      features: hidden size ``H``.
-      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``.
-      peephole: ``True`` for the peephole LSTM (``rnnjax.lstm(features, peephole=True)``).
-      rngs, deterministic, **settings: as :class:`RNN`.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
-      >>> from flax import nnx
-      >>> lstm = rnnjax.nnx.LSTM(3, 8, return_sequences=True, rngs=nnx.Rngs(0))
-      >>> xs, lengths = jnp.ones((2, 5, 3)), jnp.array([5, 2])
-      >>> lstm(xs, seq_lengths=lengths).shape
-      (2, 5, 8)
-      >>> _, ys = rnnjax.rnn(rnnjax.lstm(8), lstm.params, xs, seq_lengths=lengths)
-      >>> bool((lstm(xs, seq_lengths=lengths) == ys).all())   # the functional call
-      True
-    """
-
-    kind: ClassVar[str] = "lstm"
-
-
-class GRU(_Named):
-    """Keras's ``GRU``: :class:`RNN` over ``rnnjax.gru(features, reset_after)`` (gates r, z, n;
-    params :class:`~rnnjax.GRUParams`).
-
-    Args:
-      in_features: input size.
-      features: hidden size ``H``.
-      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
-      initializer, rngs, deterministic, **settings: as :class:`LSTM`.
-
-    Example:
-      >>> import jax.numpy as jnp, rnnjax.nnx
-      >>> from flax import nnx
-      >>> gru = rnnjax.nnx.GRU(3, 8, return_state=True, rngs=nnx.Rngs(0))
-      >>> last, h = gru(jnp.ones((2, 5, 3)))
-      >>> bool((last == h).all())
-      True
-    """
-
-    kind: ClassVar[str] = "gru"
-
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        reset_after: bool = True,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
-
-
-class LayerNormLSTM(_Named):
-    """:class:`RNN` over :func:`rnnjax.layer_norm_lstm` (Ba et al. 2016); arguments as
-    :class:`LSTM`, plus the cell's ``epsilon``."""
-
-    kind: ClassVar[str] = "layer_norm_lstm"
-
-
-class MinGRU(_Named):
-    """:class:`RNN` over :func:`rnnjax.min_gru`, run in parallel over time; arguments as
-    :class:`LSTM` (``recurrent_dropout`` is refused: its gates never read ``h``).
-
-    Example:
-      >>> import jax.numpy as jnp, rnnjax.nnx
-      >>> from flax import nnx
-      >>> deep = rnnjax.nnx.MinGRU(3, 8, num_layers=3, return_sequences=True, rngs=nnx.Rngs(0))
-      >>> deep(jnp.ones((2, 50, 3))).shape
-      (2, 50, 8)
-    """
-
-    kind: ClassVar[str] = "min_gru"
-
-
-class MinLSTM(_Named):
-    """:class:`RNN` over :func:`rnnjax.min_lstm`; as :class:`MinGRU`."""
-
-    kind: ClassVar[str] = "min_lstm"
 
 
 class Bidirectional(nnx.Module):
@@ -402,3 +284,100 @@ class Bidirectional(nnx.Module):
             key=key,
             deterministic=mode,
         )
+
+
+# --- Step modules: one time step, Flax's cell protocol -------------------------------------
+
+
+class Step(_HoldsParams, nnx.RNNCellBase):
+    """One time step of any :class:`~rnnjax.Cell`, as an NNX cell in Flax's protocol.
+
+    Holds the params :class:`RNN` over the same cell holds (:meth:`load_params` takes
+    either's) and runs ``cell.step``, so a jitted or scanned step equals the sequence
+    module's output at that step bit for bit. It follows :class:`flax.nnx.RNNCellBase`
+    (``__call__(carry, x_t)``, ``initialize_carry``, ``num_feature_axes``), so
+    :class:`flax.nnx.RNN` runs it over a sequence.
+
+    Args:
+      cell: an :class:`~rnnjax.Cell`.
+      in_features: input size.
+      rngs: the ``params`` stream.
+      dtype: computation dtype (``None``: ``param_dtype``).
+      param_dtype: dtype of the params.
+
+    Example:
+      >>> import jax.numpy as jnp, rnnjax, rnnjax.nnx
+      >>> from flax import nnx
+      >>> step = rnnjax.nnx.Step(rnnjax.gru(8), 3, rngs=nnx.Rngs(0))
+      >>> nnx.RNN(step)(jnp.ones((2, 5, 3))).shape                 # Flax's own driver
+      (2, 5, 8)
+    """
+
+    def __init__(
+        self,
+        cell: Cell,
+        in_features: int,
+        *,
+        rngs: nnx.Rngs,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+    ) -> None:
+        where = f"rnnjax.nnx.{type(self).__name__}"
+        settings = {"dtype": dtype, "param_dtype": param_dtype}
+        self._hold(Recurrent.make(where, cell, settings), in_features, rngs)
+
+    def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
+        """One time step: ``x_t [*batch, in_features]`` to ``(carry, y_t [*batch, features])``."""
+        return self.recurrent.step(self.params, carry, x_t)
+
+    def initialize_carry(
+        self,
+        input_shape: tuple[int, ...],
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+        carry_init: Callable[..., Array] | None = None,
+    ) -> Carry:
+        """The carry before the first step for inputs of shape ``input_shape`` (``[*batch,
+        in_features]``): zeros in ``param_dtype`` (an :class:`~rnnjax.LSTMState` for the LSTM).
+
+        Flax's signature: ``rngs`` is read only with ``carry_init``, a
+        ``jax.nn.initializers`` function ``(key, shape, dtype)`` drawn once per carry array
+        from ``rngs`` (an :class:`~flax.nnx.Rngs`' ``carry`` stream, or a stream).
+        """
+        zeros = self.recurrent.initial_carry(tuple(input_shape), self.params)
+        if carry_init is None:
+            return zeros
+        stream = rngs.carry if isinstance(rngs, nnx.Rngs) else rngs
+        if stream is None:
+            raise ValueError(
+                f"{self.recurrent.where}.initialize_carry: carry_init needs rngs"
+                " (an nnx.Rngs with a 'carry' stream, or a stream); got rngs=None"
+            )
+        return jax.tree.map(lambda leaf: carry_init(stream(), leaf.shape, leaf.dtype), zeros)
+
+    @property
+    def num_feature_axes(self) -> int:
+        """Flax's cell protocol: ``x_t`` has one feature axis, the last."""
+        return 1
+
+
+class KindStep(Step):
+    """A step module whose cell is built from a kind of the registry."""
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        in_features: int,
+        features: int,
+        *,
+        initializer: str = "keras",
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        rngs: nnx.Rngs,
+        **cell_settings: Any,
+    ) -> None:
+        where = f"rnnjax.nnx.{type(self).__name__}"
+        cell, rest = kind_cell(where, self.kind, features, initializer, cell_settings)
+        if rest:
+            raise TypeError(f"{where}: unknown setting(s) {sorted(rest)}")
+        super().__init__(cell, in_features, rngs=rngs, dtype=dtype, param_dtype=param_dtype)

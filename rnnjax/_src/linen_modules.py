@@ -1,19 +1,17 @@
-"""Linen sequence modules: :class:`RNN` over any cell, the named kinds, :class:`Bidirectional`.
-
-See :mod:`rnnjax.linen` for what a call returns, randomness and loading params. The
-modules' settings are the fields of :class:`~rnnjax.ModuleSettings`, declared there once and
-turned into keyword-only linen attributes here (:data:`SettingsFields`).
+"""The linen modules over any cell: :class:`RNN`, :class:`Step`, :class:`Bidirectional`, and
+the bases of the named modules (:class:`KindRNN`, :class:`KindStep`), which
+:mod:`rnnjax.linen` specialises one line per cell kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+from jax.typing import DTypeLike
 
 from rnnjax._src.compose import BidirectionalParams, check_merge
 from rnnjax._src.contract import Carry, Cell, Params
@@ -152,7 +150,7 @@ class RNN(_Sequence):
         return Recurrent.make(where, self.cell, module_settings_of(self))
 
 
-class _Named(_Sequence):
+class KindRNN(_Sequence):
     """A module whose cell is built from a kind of the registry: ``kind(features, ...)``."""
 
     kind: ClassVar[str]
@@ -165,101 +163,6 @@ class _Named(_Sequence):
         own = {name: getattr(self, name) for name in CELL_KINDS[self.kind].settings}
         cell, _ = kind_cell(where, self.kind, self.features, self.initializer, own)
         return Recurrent.make(where, cell, module_settings_of(self))
-
-
-class SimpleRNN(_Named):
-    """Keras's ``SimpleRNN``: :class:`RNN` over ``rnnjax.simple_rnn(features, activation)``.
-
-    Attributes:
-      features: hidden size ``H``.
-      activation: default ``jnp.tanh``.
-      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` (docs/guides/cells.md).
-      the settings, deterministic: as :class:`RNN`.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax.linen
-      >>> rnn = rnnjax.linen.SimpleRNN(8)
-      >>> xs = jnp.ones((2, 5, 3))
-      >>> variables = rnn.init(jax.random.key(0), xs)
-      >>> rnn.apply(variables, xs).shape
-      (2, 8)
-    """
-
-    kind: ClassVar[str] = "simple_rnn"
-    activation: Callable[[Array], Array] = jnp.tanh
-
-
-class LSTM(_Named):
-    """Keras's ``LSTM``: :class:`RNN` over ``rnnjax.lstm(features)`` (gates i, f, g, o;
-    params :class:`~rnnjax.LSTMParams`).
-
-    Attributes: ``features``, ``initializer``, the settings and ``deterministic``, as
-    :class:`SimpleRNN`; ``peephole``: ``True`` for the peephole LSTM.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.linen
-      >>> lstm = rnnjax.linen.LSTM(8, return_sequences=True, dropout=0.2)
-      >>> xs, lengths = jnp.ones((2, 5, 3)), jnp.array([5, 2])
-      >>> variables = lstm.init(jax.random.key(0), xs, deterministic=True)
-      >>> ys = lstm.apply(variables, xs, seq_lengths=lengths, deterministic=True)
-      >>> _, want = rnnjax.rnn(rnnjax.lstm(8), variables["params"]["cell"], xs, seq_lengths=lengths)
-      >>> bool((ys == want).all())
-      True
-      >>> rngs = {"dropout": jax.random.key(1)}
-      >>> ys_train = lstm.apply(variables, xs, deterministic=False, rngs=rngs)
-    """
-
-    kind: ClassVar[str] = "lstm"
-    peephole: bool = False
-
-
-class GRU(_Named):
-    """Keras's ``GRU``: :class:`RNN` over ``rnnjax.gru(features, reset_after)`` (gates r, z, n;
-    params :class:`~rnnjax.GRUParams`).
-
-    Attributes: as :class:`LSTM`, and ``reset_after``: ``True`` (Keras's default, PyTorch's
-    and cuDNN's form) or ``False``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax.linen
-      >>> gru = rnnjax.linen.GRU(8, return_state=True)
-      >>> xs = jnp.ones((2, 5, 3))
-      >>> last, h = gru.apply(gru.init(jax.random.key(0), xs), xs)
-      >>> bool((last == h).all())
-      True
-    """
-
-    kind: ClassVar[str] = "gru"
-    reset_after: bool = True
-
-
-class LayerNormLSTM(_Named):
-    """:class:`RNN` over :func:`rnnjax.layer_norm_lstm` (Ba et al. 2016); attributes as
-    :class:`LSTM`, plus the cell's ``epsilon``."""
-
-    kind: ClassVar[str] = "layer_norm_lstm"
-    epsilon: float = 1e-5
-
-
-class MinGRU(_Named):
-    """:class:`RNN` over :func:`rnnjax.min_gru`, run in parallel over time; attributes as
-    :class:`LSTM` (``recurrent_dropout`` is refused: its gates never read ``h``).
-
-    Example:
-      >>> import jax, jax.numpy as jnp, rnnjax.linen
-      >>> model = rnnjax.linen.MinGRU(8, num_layers=2)
-      >>> xs = jnp.ones((2, 50, 3))
-      >>> model.apply(model.init(jax.random.key(0), xs), xs).shape
-      (2, 8)
-    """
-
-    kind: ClassVar[str] = "min_gru"
-
-
-class MinLSTM(_Named):
-    """:class:`RNN` over :func:`rnnjax.min_lstm`; as :class:`MinGRU`."""
-
-    kind: ClassVar[str] = "min_lstm"
 
 
 class Bidirectional(nn.Module):
@@ -327,3 +230,90 @@ class Bidirectional(nn.Module):
             key=key,
             deterministic=mode,
         )
+
+
+# --- Step modules: one time step, Flax's cell protocol -------------------------------------
+
+
+class _StepBase(nn.RNNCellBase):
+    """What :class:`Step` and the named step modules share: the call and the carry."""
+
+    def recurrent(self) -> Recurrent:
+        raise NotImplementedError
+
+    def _settings(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "param_dtype": self.param_dtype}
+
+    @nn.compact
+    def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
+        """One time step: ``x_t [*batch, features_in]`` to ``(carry, y_t [*batch, features])``."""
+        recurrent = self.recurrent()
+        if not hasattr(x_t, "shape") or jnp.ndim(x_t) < 1:
+            raise ValueError(
+                f"{recurrent.where}: x_t must have shape [*batch, features]; got"
+                f" {getattr(x_t, 'shape', type(x_t))}"
+            )
+        params = cell_params(self, recurrent, int(x_t.shape[-1]))
+        return recurrent.step(params, carry, x_t)
+
+    @nn.nowrap
+    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:
+        """The carry before the first step for inputs of shape ``input_shape`` (``[*batch,
+        features_in]``): zeros in ``param_dtype`` (an :class:`~rnnjax.LSTMState` for the LSTM).
+        ``rng`` is unused (Flax's signature)."""
+        return self.recurrent().initial_carry(tuple(input_shape))
+
+    @property
+    def num_feature_axes(self) -> int:
+        """Flax's cell protocol: ``x_t`` has one feature axis, the last."""
+        return 1
+
+
+class Step(_StepBase):
+    """One time step of any :class:`~rnnjax.Cell`, as a linen cell in Flax's protocol.
+
+    Its variables are those of :class:`~rnnjax.linen.RNN` over the same cell
+    (``{"params": {"cell": ...}}``) and a call runs ``cell.step``, so a jitted or scanned
+    step equals the sequence module's output at that step bit for bit. It follows
+    :class:`flax.linen.RNNCellBase`, so :class:`flax.linen.RNN` runs it over a sequence
+    (its params then sit one level down, under the ``RNN``'s own ``"cell"``).
+
+    Attributes:
+      cell: an :class:`~rnnjax.Cell`.
+      dtype: computation dtype (``None``: ``param_dtype``).
+      param_dtype: dtype of the params.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.linen
+      >>> from flax import linen as nn
+      >>> rnn = nn.RNN(rnnjax.linen.Step(rnnjax.gru(8)))           # Flax's own driver
+      >>> xs = jnp.ones((2, 5, 3))
+      >>> rnn.apply(rnn.init(jax.random.key(0), xs), xs).shape
+      (2, 5, 8)
+    """
+
+    cell: Cell
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+
+    def recurrent(self) -> Recurrent:
+        """The cell and its checked settings."""
+        where = f"rnnjax.linen.{type(self).__name__}"
+        return Recurrent.make(where, self.cell, self._settings())
+
+
+class KindStep(_StepBase):
+    """A step module whose cell is built from a kind of the registry."""
+
+    kind: ClassVar[str]
+    features: int
+    initializer: str = "keras"
+    dtype: DTypeLike | None = None
+    param_dtype: DTypeLike = jnp.float32
+
+    def recurrent(self) -> Recurrent:
+        """The kind's cell and its checked settings."""
+        where = f"rnnjax.linen.{type(self).__name__}"
+        own = {name: getattr(self, name) for name in CELL_KINDS[self.kind].settings}
+        cell, _ = kind_cell(where, self.kind, self.features, self.initializer, own)
+        return Recurrent.make(where, cell, self._settings())
