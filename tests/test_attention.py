@@ -220,7 +220,9 @@ def test_errors():
         match=r"rnnjax.attention: memory_lengths must lie in \[0, 5\].*got values from 0 to 6",
     ):
         rnnjax.attention(cell, memory, jnp.array([6, 0, 1]))
-    with pytest.raises(ValueError, match=r"rnnjax.attention: attention_size must be an int >= 1; got 0"):
+    with pytest.raises(
+        ValueError, match=r"rnnjax.attention: attention_size must be an int >= 1; got 0"
+    ):
         rnnjax.attention(cell, memory, attention_size=0)
 
     att = rnnjax.attention(cell, memory, kind="luong")

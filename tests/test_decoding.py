@@ -283,7 +283,7 @@ def test_compiled_once_for_other_params_carry_and_start_tokens():
                 counting_step,
                 params,
                 carry,
-                start + seed,
+                (start + seed) % VOCAB,  # in range: start + 1 reaches VOCAB
                 method=method,
                 key=jax.random.key(seed),
                 temperature=1.0 + seed,
@@ -363,13 +363,13 @@ def test_errors():
     with pytest.raises(ValueError, match=r"rnnjax.decode: method='sample' needs a key"):
         decode(start, max_length=3, method="sample")
     with pytest.raises(
-        ValueError, match=r"rnnjax.decode: max_length must be a positive int; got 0"
+        ValueError, match=r"rnnjax.decode: max_length must be an int >= 1; got 0"
     ):
         decode(start, max_length=0)
     with pytest.raises(ValueError, match=r"rnnjax.decode: temperature must be positive; got 0.0"):
         decode(start, max_length=3, method="sample", key=jax.random.key(0), temperature=0.0)
     with pytest.raises(
-        ValueError, match=r"rnnjax.decode: beam_width must be a positive int; got 0"
+        ValueError, match=r"rnnjax.decode: beam_width must be an int >= 1; got 0"
     ):
         decode(start, max_length=3, method="beam", beam_width=0)
     with pytest.raises(

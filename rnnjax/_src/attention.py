@@ -173,7 +173,7 @@ def _input_size(settings: _Settings, params: Params) -> int:
     size = settings.attention_size or hidden
     made = getattr(params.output_kernel, "shape", (None,))[-1]
     if made != size:
-        built = "the inner cell's hidden size, the default" if settings.attention_size is None else "as built"
+        built = "as built" if settings.attention_size else "the inner cell's hidden size"
         raise ValueError(
             f"{where}: params must be made for attention_size {size} ({built}); got params"
             f" with attention_size {made} (output_kernel {jnp.shape(params.output_kernel)}):"
