@@ -137,7 +137,7 @@ def _step_output(output: Any, carry: Any, batch: int) -> tuple[Any, Any]:
         swapped = jax.tree.structure(logits) == jax.tree.structure(carry)  # type: ignore[operator]
         hint = " (it looks like (logits, carry): return (carry, logits))" if swapped else ""
         raise TypeError(
-            f"{WHERE}: {expected}; got a {type(logits).__name__} where the logits go:"
+            f"{WHERE}: {expected}; got {type(logits).__name__} in the logits' place:"
             f" {_types(output)}{hint}"
         )
     return new_carry, logits
