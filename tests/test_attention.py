@@ -83,7 +83,9 @@ def _scan_step(att, params, carry, xs):
 def test_matches_numpy_reference_and_step_loop(kind):
     memory, xs = _data()
     params = _params(kind, attention_size=5)
-    att = rnnjax.attention(rnnjax.lstm(HIDDEN), memory, jnp.asarray(LENGTHS), kind=kind)
+    att = rnnjax.attention(
+        rnnjax.lstm(HIDDEN), memory, jnp.asarray(LENGTHS), kind=kind, attention_size=5
+    )
     expected_ys, expected_weights = _reference(kind, params, memory, LENGTHS, xs)
 
     carry, ys = jax.jit(lambda p, xs: rnnjax.rnn(att, p, xs))(params, xs)
@@ -218,7 +220,9 @@ def test_errors():
         match=r"rnnjax.attention: memory_lengths must lie in \[0, 5\].*got values from 0 to 6",
     ):
         rnnjax.attention(cell, memory, jnp.array([6, 0, 1]))
-    with pytest.raises(ValueError, match=r"attention_size must be None or a positive int; got 0"):
+    with pytest.raises(
+        ValueError, match=r"rnnjax.attention: attention_size must be an int >= 1; got 0"
+    ):
         rnnjax.attention(cell, memory, attention_size=0)
 
     att = rnnjax.attention(cell, memory, kind="luong")

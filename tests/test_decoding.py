@@ -283,7 +283,7 @@ def test_compiled_once_for_other_params_carry_and_start_tokens():
                 counting_step,
                 params,
                 carry,
-                start + seed,
+                (start + seed) % VOCAB,  # in range: start + 1 reaches VOCAB
                 method=method,
                 key=jax.random.key(seed),
                 temperature=1.0 + seed,
@@ -362,15 +362,11 @@ def test_errors():
         decode(start, max_length=3, method="topk")
     with pytest.raises(ValueError, match=r"rnnjax.decode: method='sample' needs a key"):
         decode(start, max_length=3, method="sample")
-    with pytest.raises(
-        ValueError, match=r"rnnjax.decode: max_length must be a positive int; got 0"
-    ):
+    with pytest.raises(ValueError, match=r"rnnjax.decode: max_length must be an int >= 1; got 0"):
         decode(start, max_length=0)
     with pytest.raises(ValueError, match=r"rnnjax.decode: temperature must be positive; got 0.0"):
         decode(start, max_length=3, method="sample", key=jax.random.key(0), temperature=0.0)
-    with pytest.raises(
-        ValueError, match=r"rnnjax.decode: beam_width must be a positive int; got 0"
-    ):
+    with pytest.raises(ValueError, match=r"rnnjax.decode: beam_width must be an int >= 1; got 0"):
         decode(start, max_length=3, method="beam", beam_width=0)
     with pytest.raises(
         TypeError, match=r"rnnjax.decode: start_tokens must be \[batch\] integers; got float32\[3\]"
@@ -408,3 +404,68 @@ def test_errors():
         r" dtypes it takes, float32\[3, 8\]; got float32\[3, 2\]",
     ):
         rnnjax.decode(new_carry, params, carry, start, max_length=3)
+
+
+# --- Per-row temperature, and what jit does with values it cannot check -------------------------
+
+
+def test_per_row_temperature_matches_a_reference_per_row():
+    params, carry, start = _inputs()
+    temperatures = np.array([0.5, 1.0, 3.0], np.float32)
+    options = dict(max_length=LENGTH, method="sample", key=jax.random.key(7))
+    out = rnnjax.decode(
+        gru_step, params, carry, start, temperature=jnp.asarray(temperatures), **options
+    )
+    # Scores: float64 log_softmax(logits / T_b) of the chosen tokens, along the decoded path.
+    step, expected, state, previous = jax.jit(gru_step), np.zeros(BATCH), carry, start
+    for t in range(LENGTH):
+        state, logits = step(params, state, previous)
+        scaled = np.asarray(logits, np.float64) / temperatures[:, None]
+        log_probs = scaled - np.log(np.exp(scaled).sum(-1, keepdims=True))
+        previous = out.tokens[:, t]
+        expected += log_probs[np.arange(BATCH), np.asarray(previous)]
+    np.testing.assert_allclose(out.scores, expected, rtol=1e-5)
+    # Tokens: row b is what one scalar temperature T_b draws there (the same noise).
+    for b, temperature in enumerate(temperatures):
+        alone = rnnjax.decode(
+            gru_step, params, carry, start, temperature=float(temperature), **options
+        )
+        np.testing.assert_array_equal(out.tokens[b], alone.tokens[b])
+        np.testing.assert_allclose(out.scores[b], alone.scores[b], rtol=1e-6)
+
+
+def test_under_jit_rows_with_invalid_values_score_nan():
+    params, carry, start = _inputs()
+    options, rows = dict(max_length=LENGTH, eos_id=EOS), np.array([0, 2])
+    greedy = rnnjax.decode(gru_step, params, carry, start, **options)
+    jitted = jax.jit(lambda start: rnnjax.decode(gru_step, params, carry, start, **options))
+    out = jitted(start.at[1].set(VOCAB))  # cannot be checked: traced
+    assert np.isnan(out.scores[1]) and not np.isnan(out.scores[rows]).any()
+    np.testing.assert_array_equal(out.tokens[rows], greedy.tokens[rows])
+
+    sample = dict(method="sample", key=jax.random.key(1), **options)
+    valid = rnnjax.decode(gru_step, params, carry, start, temperature=jnp.ones(3), **sample)
+
+    @jax.jit
+    def sampled(temperature):
+        return rnnjax.decode(gru_step, params, carry, start, temperature=temperature, **sample)
+
+    out = sampled(jnp.array([1.0, -1.0, 1.0]))
+    assert np.isnan(out.scores[1])
+    np.testing.assert_array_equal(out.scores[rows], valid.scores[rows])
+
+    @jax.jit
+    def beam(alpha):
+        return rnnjax.decode(
+            gru_step,
+            params,
+            carry,
+            start,
+            method="beam",
+            beam_width=2,
+            length_penalty=alpha,
+            **options,
+        )
+
+    assert np.isnan(beam(jnp.array(-1.0)).scores).all()
+    assert not np.isnan(beam(jnp.array(0.5)).scores).any()

@@ -10,6 +10,8 @@ inside the function that has them (a loss, a decoding step), and runs through
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -20,10 +22,19 @@ from jax.typing import DTypeLike
 from rnnjax._src.cells import matmul
 from rnnjax._src.checks import check_carry, check_seq_lengths, shape_error
 from rnnjax._src.contract import BatchShape, Carry, Cell, Params
+from rnnjax._src.validate import (
+    check_cell,
+    check_choice,
+    check_floating,
+    check_floating_dtype,
+    check_int,
+    check_key,
+)
 
 Array = jax.Array
 
 KINDS: tuple[str, ...] = ("bahdanau", "luong")
+WHERE = "rnnjax.attention"
 
 
 class AttentionParams(NamedTuple):
@@ -67,32 +78,50 @@ def _batch_tuple(batch_shape: BatchShape) -> tuple[int, ...]:
     return (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
 
 
-def _check_memory(memory: Any, memory_lengths: Any, kind: str, attention_size: Any) -> None:
-    where = "rnnjax.attention"
-    if kind not in KINDS:
-        raise ValueError(f"{where}: kind must be one of {KINDS}; got {kind!r}")
-    if attention_size is not None and (
-        not isinstance(attention_size, int)
-        or isinstance(attention_size, bool)
-        or attention_size < 1
-    ):
-        raise ValueError(
-            f"{where}: attention_size must be None or a positive int; got {attention_size!r}"
-        )
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """The static settings of one attention cell, checked once by :func:`attention`."""
+
+    cell: Cell
+    kind: str
+    attention_size: int | None  # None: the inner cell's hidden size
+    memory_batch: tuple[int, ...]
+    source_time: int
+    features: int
+
+    @property
+    def where(self) -> str:
+        return f"{WHERE}({self.kind!r})"
+
+
+class _Memory(NamedTuple):
+    """The memory the step attends over: zero past each length, and the mask of valid
+    positions (``None``: all are valid)."""
+
+    values: Array  # [*batch, source_time, features]
+    valid: Array | None  # bool [*batch, source_time]
+
+
+def _check_arguments(
+    cell: Any, memory: Any, memory_lengths: Any, kind: Any, attention_size: Any
+) -> None:
+    check_cell(WHERE, cell)
+    check_choice(WHERE, "kind", kind, KINDS)
+    if attention_size is not None:
+        check_int(WHERE, "attention_size", attention_size)
     if not hasattr(memory, "shape") or jnp.ndim(memory) < 2:
         actual = getattr(memory, "shape", type(memory))
-        raise shape_error("memory", "[*batch, source_time, features] (rank >= 2)", actual, where)
+        raise shape_error("memory", "[*batch, source_time, features] (rank >= 2)", actual, WHERE)
     if not jnp.issubdtype(memory.dtype, jnp.floating):
         raise TypeError(
-            f"{where}: memory must be floating point; got {memory.dtype}{list(memory.shape)}"
+            f"{WHERE}: memory must be floating point; got {memory.dtype}{list(memory.shape)}"
         )
     if memory_lengths is not None:
-        batch_shape, source_time = tuple(memory.shape[:-2]), memory.shape[-2]
         check_seq_lengths(
             memory_lengths,
-            batch_shape,
-            source_time,
-            where,
+            tuple(memory.shape[:-2]),
+            memory.shape[-2],
+            WHERE,
             "memory_lengths",
             f"memory {tuple(memory.shape)}",
         )
@@ -100,6 +129,164 @@ def _check_memory(memory: Any, memory_lengths: Any, kind: str, attention_size: A
 
 def _glorot(key: Array, shape: tuple[int, ...], dtype: DTypeLike) -> Array:
     return jax.nn.initializers.glorot_uniform()(key, shape, dtype)
+
+
+def _hidden_size(cell: Cell, params: Params | None = None) -> int:
+    """The inner cell's hidden size, from shapes only."""
+    if params is None:
+        params = jax.eval_shape(lambda: cell.init(jax.random.key(0), 1))
+    h = jax.eval_shape(lambda: cell.output(cell.initial_carry(params, ())))
+    return int(h.shape[-1])
+
+
+def _init(
+    settings: _Settings, key: Array, input_size: int, dtype: DTypeLike = jnp.float32
+) -> AttentionParams:
+    where = settings.where + ".init"
+    key = check_key(where, "key", key)
+    input_size = check_int(where, "input_size", input_size)
+    dtype = check_floating_dtype(where, "dtype", dtype)
+    hidden, features = _hidden_size(settings.cell), settings.features
+    size = settings.attention_size or hidden
+    k_cell, k_query, k_memory, k_vector, k_output = jax.random.split(key, 5)
+    inner = settings.cell.init(k_cell, input_size + size, dtype)
+    if settings.kind == "bahdanau":
+        query_kernel = _glorot(k_query, (hidden, size), dtype)
+        memory_kernel: Array | None = _glorot(k_memory, (features, size), dtype)
+        bound = 1 / np.sqrt(size)
+        score_vector: Array | None = jax.random.uniform(k_vector, (size,), dtype, -bound, bound)
+    else:
+        query_kernel = _glorot(k_query, (hidden, features), dtype)
+        memory_kernel = score_vector = None
+    output_kernel = _glorot(k_output, (features + hidden, size), dtype)
+    return AttentionParams(inner, query_kernel, memory_kernel, score_vector, output_kernel)
+
+
+def _input_size(settings: _Settings, params: Params) -> int:
+    """The decoder's input size, after checking the params' structure and shapes."""
+    where, features, bahdanau = settings.where, settings.features, settings.kind == "bahdanau"
+    if not isinstance(params, AttentionParams):
+        raise TypeError(
+            f"{where}: params must be rnnjax.AttentionParams; got {type(params).__name__}"
+        )
+    hidden = _hidden_size(settings.cell, params.cell)
+    size = settings.attention_size or hidden
+    made = getattr(params.output_kernel, "shape", (None,))[-1]
+    if made != size:
+        built = "as built" if settings.attention_size else "the inner cell's hidden size"
+        raise ValueError(
+            f"{where}: params must be made for attention_size {size} ({built}); got params"
+            f" with attention_size {made} (output_kernel {jnp.shape(params.output_kernel)}):"
+            f" build the cell with attention_size={made}"
+        )
+    expected = {
+        "query_kernel": (hidden, size if bahdanau else features),
+        "memory_kernel": (features, size) if bahdanau else None,
+        "score_vector": (size,) if bahdanau else None,
+        "output_kernel": (features + hidden, size),
+    }
+    got = {
+        name: None if getattr(params, name) is None else tuple(jnp.shape(getattr(params, name)))
+        for name in expected
+    }
+    inner_input = settings.cell.input_size(params.cell)
+    if got != expected or inner_input <= size:
+        raise ValueError(
+            f"{where}: params must be AttentionParams with {expected} for memory features"
+            f" {features} and an inner cell taking more than {size} inputs; got {got} and"
+            f" {inner_input} inputs"
+        )
+    return int(inner_input - size)
+
+
+def _initial_carry(
+    settings: _Settings,
+    params: AttentionParams,
+    batch_shape: BatchShape,
+    dtype: DTypeLike | None = None,
+) -> AttentionState:
+    where, memory_batch = settings.where, settings.memory_batch
+    batch = _batch_tuple(batch_shape)
+    if batch != memory_batch:
+        shape = (*memory_batch, settings.source_time, settings.features)
+        raise ValueError(
+            f"{where}: the batch shape must be memory's, {memory_batch}"
+            f" (memory {shape}); got {batch}"
+        )
+    if dtype is not None:
+        dtype = check_floating_dtype(where + ".initial_carry", "dtype", dtype)
+    inner = settings.cell.initial_carry(params.cell, batch, dtype)
+    dtype = dtype or params.output_kernel.dtype
+    size = params.output_kernel.shape[-1]
+    return AttentionState(
+        inner, jnp.zeros((*batch, size), dtype), jnp.zeros((*batch, settings.source_time), dtype)
+    )
+
+
+def _check_step(settings: _Settings, params: Any, carry: Any, x: Any) -> None:
+    """Params, carry and ``x`` of the structure, shapes and (real floating) dtypes the step
+    takes; shapes and dtypes only, so this runs at trace time."""
+    where = settings.where + ".step"
+    size = _input_size(settings, params)
+    check_floating(where, "params", params)
+    memory_batch = settings.memory_batch
+    if not hasattr(x, "shape") or tuple(x.shape) != (*memory_batch, size):
+        actual = getattr(x, "shape", type(x))
+        raise shape_error(
+            "x", f"{(*memory_batch, size)} ([*memory batch, input_size])", actual, where
+        )
+    check_floating(where, "x", x)
+    expected = jax.eval_shape(lambda: _initial_carry(settings, params, memory_batch))
+    if isinstance(carry, AttentionState):  # the inner carry first: its own message
+        check_carry(carry.cell, expected.cell, where, "carry.cell")
+    check_carry(carry, expected, where, "carry")
+    check_floating(where, "carry", carry)
+
+
+def _scores(settings: _Settings, memory: Array, params: AttentionParams, h: Array) -> Array:
+    """``e [*batch, source_time]``: additive (Bahdanau) or general (Luong) scores of ``h``."""
+    if settings.kind == "bahdanau":
+        assert params.memory_kernel is not None and params.score_vector is not None
+        keys = matmul(memory, params.memory_kernel)  # [*batch, source_time, A]
+        query = matmul(h, params.query_kernel)[..., None, :]
+        hidden = jnp.tanh(keys + query.astype(keys.dtype))
+        return matmul(hidden, params.score_vector[:, None])[..., 0]
+    query = matmul(h, params.query_kernel)  # [*batch, features]
+    return jnp.einsum("...f,...sf->...s", query, memory.astype(query.dtype))
+
+
+def _attend(
+    settings: _Settings, memory: _Memory, params: AttentionParams, h: Array
+) -> tuple[Array, Array]:
+    """The attention weights over the valid positions and the attentional output."""
+    e = _scores(settings, memory.values, params, h)
+    if memory.valid is not None:
+        e = jnp.where(memory.valid, e, jnp.finfo(e.dtype).min)
+    weights = jax.nn.softmax(e, axis=-1)
+    if memory.valid is not None:
+        weights = jnp.where(memory.valid, weights, 0)
+    context = jnp.einsum("...s,...sf->...f", weights, memory.values.astype(weights.dtype))
+    attended = jnp.concatenate([context, h.astype(context.dtype)], axis=-1)
+    return weights, jnp.tanh(matmul(attended, params.output_kernel))
+
+
+def _step(
+    settings: _Settings,
+    memory: _Memory,
+    params: AttentionParams,
+    carry: AttentionState,
+    x: Array,
+) -> tuple[AttentionState, Array]:
+    _check_step(settings, params, carry, x)
+    inner_in = jnp.concatenate([x, carry.attention.astype(x.dtype)], axis=-1)
+    inner, h = settings.cell.step(params.cell, carry.cell, inner_in)
+    weights, output = _attend(settings, memory, params, h)
+    dtype = carry.attention.dtype
+    return AttentionState(inner, output.astype(dtype), weights.astype(dtype)), output.astype(dtype)
+
+
+def _attention_output(carry: AttentionState) -> Array:
+    return carry.attention
 
 
 def attention(
@@ -151,9 +338,17 @@ def attention(
       ``x_t`` must have the memory's batch shape.
 
     Raises:
-      ValueError, TypeError: at trace time, for a memory of rank < 2 or not floating,
-        ``memory_lengths`` whose shape is not memory's batch shape or not integer, an unknown
-        ``kind``; ``step``, ``rnn`` and ``initial_carry`` name the shapes they expected.
+      TypeError, ValueError: at trace time, naming ``rnnjax.attention`` and the argument: a
+        ``cell`` that is not a :class:`~rnnjax.Cell`, a memory of rank < 2 or not real
+        floating, ``memory_lengths`` whose shape is not memory's batch shape, not integer or
+        (when concrete) outside ``[0, source_time]``, an unknown ``kind``, an
+        ``attention_size`` that is not a positive int; ``init`` an ``input_size`` that is not
+        a positive int, a dtype that is not floating or a key that is not a PRNG key;
+        ``step`` params, carry or ``x`` of the wrong structure, shape or dtype (integer, bool
+        and complex values are refused, never cast), and params made with another
+        ``attention_size``. Under ``jax.jit`` the values of ``memory_lengths`` cannot be read:
+        they are clamped to ``[0, source_time]`` (a longer length means the whole source, a
+        negative one an empty source).
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax
@@ -166,126 +361,26 @@ def attention(
       >>> bool((carry.weights[1, 3:] == 0).all()), float(carry.weights[1].sum())
       (True, 1.0)
     """
-    _check_memory(memory, memory_lengths, kind, attention_size)
+    _check_arguments(cell, memory, memory_lengths, kind, attention_size)
     memory = jnp.asarray(memory)
-    memory_batch = tuple(memory.shape[:-2])
-    source_time, features = memory.shape[-2], memory.shape[-1]
-    where = f"rnnjax.attention({kind!r})"
-    if memory_lengths is None:
-        valid = None
-    else:
-        positions = jnp.arange(source_time).reshape((1,) * len(memory_batch) + (source_time,))
+    settings = _Settings(
+        cell,
+        kind,
+        None if attention_size is None else int(attention_size),
+        tuple(memory.shape[:-2]),
+        memory.shape[-2],
+        memory.shape[-1],
+    )
+    valid = None
+    if memory_lengths is not None:  # under jit: clamped to [0, source_time] by the comparison
+        shape = (1,) * len(settings.memory_batch) + (settings.source_time,)
+        positions = jnp.arange(settings.source_time).reshape(shape)
         valid = positions < jnp.asarray(memory_lengths)[..., None]
         memory = jnp.where(valid[..., None], memory, 0)  # padding never reaches a gradient
-
-    def hidden_size(params: Params | None = None) -> int:
-        if params is None:
-            params = jax.eval_shape(lambda: cell.init(jax.random.key(0), 1))
-        h = jax.eval_shape(lambda: cell.output(cell.initial_carry(params, ())))
-        return int(h.shape[-1])
-
-    def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> AttentionParams:
-        hidden = hidden_size()
-        size = attention_size or hidden
-        k_cell, k_query, k_memory, k_vector, k_output = jax.random.split(key, 5)
-        inner = cell.init(k_cell, input_size + size, dtype)
-        if kind == "bahdanau":
-            query_kernel = _glorot(k_query, (hidden, size), dtype)
-            memory_kernel: Array | None = _glorot(k_memory, (features, size), dtype)
-            bound = 1 / np.sqrt(size)
-            score_vector: Array | None = jax.random.uniform(k_vector, (size,), dtype, -bound, bound)
-        else:
-            query_kernel = _glorot(k_query, (hidden, features), dtype)
-            memory_kernel = score_vector = None
-        output_kernel = _glorot(k_output, (features + hidden, size), dtype)
-        return AttentionParams(inner, query_kernel, memory_kernel, score_vector, output_kernel)
-
-    def input_size(params: Params) -> int:
-        if not isinstance(params, AttentionParams):
-            raise TypeError(
-                f"{where}: params must be rnnjax.AttentionParams; got {type(params).__name__}"
-            )
-        hidden = hidden_size(params.cell)
-        size = params.output_kernel.shape[-1]
-        expected = {
-            "query_kernel": (hidden, size if kind == "bahdanau" else features),
-            "memory_kernel": (features, size) if kind == "bahdanau" else None,
-            "score_vector": (size,) if kind == "bahdanau" else None,
-            "output_kernel": (features + hidden, size),
-        }
-        got = {
-            name: None if getattr(params, name) is None else tuple(getattr(params, name).shape)
-            for name in expected
-        }
-        inner_input = cell.input_size(params.cell)
-        if got != expected or inner_input <= size:
-            raise ValueError(
-                f"{where}: params must be AttentionParams with {expected} for memory features"
-                f" {features} and an inner cell taking more than {size} inputs; got {got} and"
-                f" {inner_input} inputs"
-            )
-        return int(inner_input - size)
-
-    def initial_carry(
-        params: AttentionParams, batch_shape: BatchShape, dtype: DTypeLike | None = None
-    ) -> AttentionState:
-        batch = _batch_tuple(batch_shape)
-        if batch != memory_batch:
-            raise ValueError(
-                f"{where}: the batch shape must be memory's, {memory_batch}"
-                f" (memory {tuple(memory.shape)}); got {batch}"
-            )
-        inner = cell.initial_carry(params.cell, batch, dtype)
-        dtype = dtype or params.output_kernel.dtype
-        size = params.output_kernel.shape[-1]
-        return AttentionState(
-            inner, jnp.zeros((*batch, size), dtype), jnp.zeros((*batch, source_time), dtype)
-        )
-
-    def scores(params: AttentionParams, h: Array) -> Array:
-        if kind == "bahdanau":
-            assert params.memory_kernel is not None and params.score_vector is not None
-            keys = matmul(memory, params.memory_kernel)  # [*batch, source_time, A]
-            query = matmul(h, params.query_kernel)[..., None, :]
-            hidden = jnp.tanh(keys + query.astype(keys.dtype))
-            return matmul(hidden, params.score_vector[:, None])[..., 0]
-        query = matmul(h, params.query_kernel)  # [*batch, features]
-        return jnp.einsum("...f,...sf->...s", query, memory.astype(query.dtype))
-
-    def step(
-        params: AttentionParams, carry: AttentionState, x: Array
-    ) -> tuple[AttentionState, Array]:
-        size = input_size(params)
-        if not hasattr(x, "shape") or tuple(x.shape) != (*memory_batch, size):
-            actual = getattr(x, "shape", type(x))
-            raise shape_error(
-                "x",
-                f"{(*memory_batch, size)} ([*memory batch, input_size])",
-                actual,
-                where + ".step",
-            )
-        expected = jax.eval_shape(lambda: initial_carry(params, memory_batch))
-        if isinstance(carry, AttentionState):  # the inner carry first: its own message
-            check_carry(carry.cell, expected.cell, where + ".step", "carry.cell")
-        carry = check_carry(carry, expected, where + ".step", "carry")
-        inner_in = jnp.concatenate([x, carry.attention.astype(x.dtype)], axis=-1)
-        inner, h = cell.step(params.cell, carry.cell, inner_in)
-        e = scores(params, h)
-        if valid is not None:
-            e = jnp.where(valid, e, jnp.finfo(e.dtype).min)
-        weights = jax.nn.softmax(e, axis=-1)
-        if valid is not None:
-            weights = jnp.where(valid, weights, 0)
-        context = jnp.einsum("...s,...sf->...f", weights, memory.astype(weights.dtype))
-        attended = jnp.concatenate([context, h.astype(context.dtype)], axis=-1)
-        output = jnp.tanh(matmul(attended, params.output_kernel))
-        dtype = carry.attention.dtype
-        return AttentionState(inner, output.astype(dtype), weights.astype(dtype)), output.astype(
-            dtype
-        )
-
-    return Cell(init, initial_carry, step, input_size, _attention_output)
-
-
-def _attention_output(carry: AttentionState) -> Array:
-    return carry.attention
+    return Cell(
+        functools.partial(_init, settings),
+        functools.partial(_initial_carry, settings),
+        functools.partial(_step, settings, _Memory(memory, valid)),
+        functools.partial(_input_size, settings),
+        _attention_output,
+    )

@@ -12,13 +12,19 @@ from typing import Any, Literal, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from rnnjax._src.contract import Carry, Params
+from rnnjax._src.decoding_checks import (
+    Options,
+    check_arguments,
+    check_sampling_key,
+    check_scale,
+    check_start_range,
+    check_step_fn,
+    invalid_rows,
+)
 
 Array = jax.Array
-
-METHODS: tuple[str, ...] = ("greedy", "sample", "beam")
 
 
 class DecodeStepFn(Protocol):
@@ -43,55 +49,6 @@ class Decoded(NamedTuple):
     tokens: Array
     lengths: Array
     scores: Array
-
-
-class _Options(NamedTuple):
-    """The static options: one compiled loop per ``step_fn`` and options and shapes."""
-
-    max_length: int
-    method: str
-    eos_id: int | None
-    top_k: int | None
-    beam_width: int
-    pad_id: int
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _check_options(
-    step_fn: Any,
-    max_length: Any,
-    method: Any,
-    eos_id: Any,
-    key: Any,
-    temperature: Any,
-    top_k: Any,
-    beam_width: Any,
-    length_penalty: Any,
-    pad_id: Any,
-) -> None:
-    where = "rnnjax.decode"
-    if not callable(step_fn):
-        raise TypeError(f"{where}: step_fn must be callable; got {type(step_fn).__name__}")
-    if method not in METHODS:
-        raise ValueError(f"{where}: method must be one of {METHODS}; got {method!r}")
-    if not _is_int(max_length) or max_length < 1:
-        raise ValueError(f"{where}: max_length must be a positive int; got {max_length!r}")
-    for name, value in (("eos_id", eos_id), ("pad_id", pad_id)):
-        if value is not None and (not _is_int(value) or value < 0):
-            raise ValueError(f"{where}: {name} must be a non-negative int; got {value!r}")
-    if method == "sample" and key is None:
-        raise ValueError(f"{where}: method='sample' needs a key (e.g. key=jax.random.key(0))")
-    if isinstance(temperature, (int, float)) and not temperature > 0:
-        raise ValueError(f"{where}: temperature must be positive; got {temperature!r}")
-    if top_k is not None and (not _is_int(top_k) or top_k < 1):
-        raise ValueError(f"{where}: top_k must be None or a positive int; got {top_k!r}")
-    if not _is_int(beam_width) or beam_width < 1:
-        raise ValueError(f"{where}: beam_width must be a positive int; got {beam_width!r}")
-    if isinstance(length_penalty, (int, float)) and not length_penalty >= 0:
-        raise ValueError(f"{where}: length_penalty must be >= 0; got {length_penalty!r}")
 
 
 def decode(
@@ -134,7 +91,8 @@ def decode(
         restricted to the ``top_k`` largest logits when ``top_k`` is given) or ``"beam"``.
       eos_id: the end-of-sequence token; ``None``: every sequence runs ``max_length`` steps.
       key: a PRNG key; required for ``"sample"``, ignored otherwise.
-      temperature: ``"sample"`` only, positive.
+      temperature: ``"sample"`` only, positive: a number, or ``[batch]`` for one temperature
+        per sequence.
       top_k: ``"sample"`` only; ``None`` samples from the full distribution.
       beam_width: ``"beam"`` only: the number of hypotheses kept (and returned).
       length_penalty: ``"beam"`` only: GNMT's ``alpha`` (Wu et al. 2016); hypotheses are
@@ -151,9 +109,16 @@ def decode(
       ranks among the best ``beam_width``.
 
     Raises:
-      ValueError, TypeError: for options out of range, a missing key for sampling, and, at
-        trace time, ``start_tokens`` that are not ``[batch]`` integers, carry leaves without
-        the batch axis and logits that are not ``[batch, vocab]``.
+      TypeError, ValueError: naming ``rnnjax.decode`` and the argument, at trace time: options
+        of the wrong type or out of range (``pad_id=None``, ``temperature="hot"``, a
+        ``temperature`` neither a number nor ``[batch]``), a missing or malformed key for
+        sampling, ``start_tokens`` that are not ``[batch]`` integers, params or carry leaves
+        that are not arrays, carry leaves without the batch axis, and a ``step_fn`` that does
+        not return ``(carry, logits)`` in that order, logits ``[batch, vocab]`` real floating
+        and the carry it took. Concrete values are checked too: ``temperature`` (positive),
+        ``length_penalty`` (``>= 0``, finite), ``start_tokens`` in ``[0, vocab)``. Under
+        ``jax.jit`` those values are traced and cannot be checked: a row with an invalid one
+        gets the score NaN (with an invalid ``length_penalty``, every row).
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax
@@ -172,106 +137,42 @@ def decode(
       >>> beams.tokens.shape, bool((beams.tokens[:, 0] == out.tokens).all())
       ((2, 3, 5), True)
     """
-    _check_options(
-        step_fn,
-        max_length,
-        method,
-        eos_id,
-        key,
-        temperature,
-        top_k,
-        beam_width,
-        length_penalty,
-        pad_id,
+    options = Options(max_length, method, eos_id, top_k, beam_width, pad_id)
+    batch = check_arguments(step_fn, params, carry, start_tokens)
+    key = check_sampling_key(options.method, key)
+    temperature = check_scale("temperature", temperature, ((), (batch,)))
+    length_penalty = check_scale("length_penalty", length_penalty, ((),))
+    decoded, vocab = _decode(
+        step_fn, options, params, carry, start_tokens, key, temperature, length_penalty
     )
-    options = _Options(
-        int(max_length),
-        method,
-        None if eos_id is None else int(eos_id),
-        None if top_k is None else int(top_k),
-        int(beam_width),
-        int(pad_id),
-    )
-    if method != "sample":
-        key = None
-    return _decode(
-        step_fn,
-        options,
-        params,
-        carry,
-        start_tokens,
-        key,
-        jnp.asarray(temperature, jnp.float32),
-        jnp.asarray(length_penalty, jnp.float32),
-    )
-
-
-def _check_inputs(
-    step_fn: DecodeStepFn, params: Params, carry: Carry, start_tokens: Any, options: _Options
-) -> int:
-    """The vocabulary size, after checking the shapes of the tokens, the carry and the logits
-    (shapes only: at trace time)."""
-    where = "rnnjax.decode"
-    shape = getattr(start_tokens, "shape", None)
-    dtype: Any = getattr(start_tokens, "dtype", None)
-    if shape is None or len(shape) != 1 or not jnp.issubdtype(dtype, jnp.integer):
-        got = f"{dtype}{list(shape)}" if shape is not None else type(start_tokens).__name__
-        raise TypeError(f"{where}: start_tokens must be [batch] integers; got {got}")
-    batch = shape[0]
-    for path, leaf in jax.tree_util.tree_leaves_with_path(carry):
-        if jnp.ndim(leaf) < 1 or jnp.shape(leaf)[0] != batch:
-            raise ValueError(
-                f"{where}: every carry leaf must have the leading batch axis [{batch}, ...]"
-                f" (start_tokens' batch); got carry{jax.tree_util.keystr(path)} with shape"
-                f" {tuple(jnp.shape(leaf))}"
-            )
-    tokens = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    new_carry, logits = jax.eval_shape(step_fn, params, carry, tokens)
-    if logits.ndim != 2 or logits.shape[0] != batch:
-        raise ValueError(
-            f"{where}: step_fn must return logits [batch, vocab] with batch {batch};"
-            f" got {logits.dtype}{list(logits.shape)}"
-        )
-
-    def describe(leaf: Any) -> str:
-        return f"{jnp.result_type(leaf)}{list(jnp.shape(leaf))}"
-
-    carry_types = jax.tree.map(describe, carry)
-    new_types = jax.tree.map(describe, new_carry)
-    if carry_types != new_types:
-        raise ValueError(
-            f"{where}: step_fn must return a carry of the structure, shapes and dtypes it"
-            f" takes, {carry_types}; got {new_types}"
-        )
-    vocab = int(logits.shape[1])
-    if options.top_k is not None and options.top_k > vocab:
-        raise ValueError(
-            f"{where}: top_k must be at most the vocabulary size {vocab}; got {options.top_k}"
-        )
-    for name in ("eos_id", "pad_id"):
-        value = getattr(options, name)
-        if value is not None and value >= vocab:
-            raise ValueError(
-                f"{where}: {name} must be below the vocabulary size {vocab}; got {value}"
-            )
-    return vocab
+    check_start_range(start_tokens, vocab)
+    return decoded
 
 
 def _decode_impl(
     step_fn: DecodeStepFn,
-    options: _Options,
+    options: Options,
     params: Params,
     carry: Carry,
     start_tokens: Array,
     key: Array | None,
     temperature: Array,
     length_penalty: Array,
-) -> Decoded:
-    _check_inputs(step_fn, params, carry, start_tokens, options)
+) -> tuple[Decoded, Array]:
+    """The decoded tokens, with the score NaN in rows with an invalid traced value, and the
+    vocabulary size (for the eager range check of the start tokens)."""
+    batch = start_tokens.shape[0]
+    vocab = check_step_fn(step_fn, params, carry, batch, options)
+    invalid = invalid_rows(options, start_tokens, vocab, temperature, length_penalty)
     start_tokens = start_tokens.astype(jnp.int32)
     if options.method == "beam":
-        return _beam_search(step_fn, options, params, carry, start_tokens, length_penalty)
-    return _sequential(step_fn, options, params, carry, start_tokens, key, temperature)
+        decoded = _beam_search(step_fn, options, params, carry, start_tokens, length_penalty)
+        invalid = invalid[:, None]
+    else:
+        per_row = jnp.broadcast_to(temperature, (batch,))[:, None]
+        decoded = _sequential(step_fn, options, params, carry, start_tokens, key, per_row)
+    scores = jnp.where(invalid, jnp.nan, decoded.scores)
+    return decoded._replace(scores=scores), jnp.asarray(vocab, jnp.int32)
 
 
 _decode = jax.jit(_decode_impl, static_argnums=(0, 1))
@@ -279,14 +180,15 @@ _decode = jax.jit(_decode_impl, static_argnums=(0, 1))
 
 def _sequential(
     step_fn: DecodeStepFn,
-    options: _Options,
+    options: Options,
     params: Params,
     carry: Carry,
     start_tokens: Array,
     key: Array | None,
     temperature: Array,
 ) -> Decoded:
-    """Greedy decoding and sampling: one token per sequence per step."""
+    """Greedy decoding and sampling (``temperature [batch, 1]``): one token per sequence per
+    step."""
     batch = start_tokens.shape[0]
     keys = None if key is None else jax.random.split(key, options.max_length)
 
@@ -338,7 +240,7 @@ def _penalty(lengths: Array, alpha: Array) -> Array:
 
 def _beam_search(
     step_fn: DecodeStepFn,
-    options: _Options,
+    options: Options,
     params: Params,
     carry: Carry,
     start_tokens: Array,

@@ -98,3 +98,17 @@ def check_cell(where: str, cell: Any, name: str = "cell") -> Cell:
         f"{where}: {name} must be an rnnjax.Cell, e.g. rnnjax.lstm(32); got {_describe(cell)}"
         + hint
     )
+
+
+def check_key(where: str, name: str, value: Any) -> Any:
+    """``value`` if it is one PRNG key: a typed key (``jax.random.key(0)``, shape ``()``) or a
+    raw ``uint32[2]`` key (``jax.random.PRNGKey(0)``). Reads the dtype and shape only."""
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is not None and shape is not None:
+        if jnp.issubdtype(dtype, jax.dtypes.prng_key) and tuple(shape) == ():
+            return value
+        if dtype == jnp.uint32 and tuple(shape) == (2,):
+            return value
+    raise TypeError(
+        f"{where}: {name} must be one PRNG key, e.g. jax.random.key(0); got {_describe(value)}"
+    )
