@@ -6,6 +6,10 @@ the page ``guides/benchmarks.md`` and its plot ``benchmarks/latest_cpu_plot.png`
 tables are kept in one place only. The newest run's summary tables (the first section under
 "Latest tables", down to its SimpleRNN table) also replace the marker
 ``<!-- latest-benchmark-tables -->`` in ``guides/performance.md``.
+
+MathJax ships with the site, so that equations typeset with no network: its files come from
+the ``django-static-mathjax`` package on PyPI (MathJax 3's own build, as plain files; it needs
+no Django), installed by the ``docs`` extra, and are copied under ``assets/mathjax/``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +72,34 @@ def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     return markdown
 
 
+# The parts of MathJax's es5 build that tex-mml-chtml.js loads (the extensions, fonts, menu,
+# accessibility), less the other combined builds.
+MATHJAX_PARTS = ("tex-mml-chtml.js", "a11y", "adaptors", "input", "output/chtml", "sre", "ui")
+
+
+def _mathjax_files(config: Any) -> list[File]:
+    try:
+        import mathjax  # the django-static-mathjax package: MathJax's files, no Django needed
+    except ImportError as error:
+        raise PluginError(
+            "MathJax is not installed: pip install -e '.[docs]' (django-static-mathjax)"
+        ) from error
+    es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    paths = [es5 / part for part in MATHJAX_PARTS]
+    sources = [p for path in paths for p in ([path] if path.is_file() else path.rglob("*"))]
+    return [
+        File.generated(
+            config, f"assets/mathjax/{source.relative_to(es5).as_posix()}", abs_src_path=str(source)
+        )
+        for source in sources
+        if source.is_file()
+    ]
+
+
 def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
-    """Adds the benchmarks page and its plot to the site's files."""
+    """Adds the benchmarks page and its plot, and MathJax, to the site's files."""
+    for file in _mathjax_files(config):
+        files.append(file)
     files.append(File.generated(config, "guides/benchmarks.md", content=_benchmarks_page()))
     files.append(
         File.generated(
