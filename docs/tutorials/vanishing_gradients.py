@@ -163,7 +163,7 @@ for axis, when in zip(axes, ("at initialisation", "after training"), strict=True
         )
     axis.set(title=when, xlabel="lag k (steps back from the last input)")
     axis.grid(True, which="major", alpha=0.3)
-axes[0].set(ylabel="mean ||d y_T / d x_{T-k}||")
+axes[0].set(ylabel=r"mean $\|\partial y_T / \partial x_{T-k}\|$")
 axes[1].legend(frameon=False, fontsize="small")
 figure.suptitle(f"Gradient of the last output with respect to earlier inputs (T = {TIME_STEPS})")
 figure.savefig("vanishing_gradients.png", dpi=120)
