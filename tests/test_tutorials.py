@@ -106,6 +106,9 @@ def extra_checks(name: str, output: str) -> None:
     if name == "sentiment":  # the small model fits its six reviews; padding changes nothing
         assert re.search(r"Sentiment: 6 training reviews, .* accuracy: train 1\.00", output)
         assert float(re.search(rf"at most ({NUMBER})", output).group(1)) < 1e-6
+    if name == "forecasting":  # errors in sunspot numbers, for the three cells and persistence
+        errors = [float(e) for e in re.findall(rf"test RMSE ({NUMBER})", output)]
+        assert len(errors) == 4 and all(0 < e < 1000 for e in errors), errors
     if name == "next_word":
         lstm, bigram, unigram = map(
             float,
