@@ -369,15 +369,19 @@ def plot_attention(path: Path, weights: np.ndarray, texts: list[str], outputs: l
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(
-        len(texts), 1, figsize=(9, 2.9 * len(texts)), constrained_layout=True, squeeze=False
+        len(texts), 1, figsize=(8, 2.8 * len(texts)), constrained_layout=True, squeeze=False
     )
     for axis, weight, text, output in zip(axes[:, 0], weights, texts, outputs, strict=False):
         rows = [*output, "</s>"][: weight.shape[0]]
-        axis.imshow(weight[: len(rows), : len(text)], cmap="viridis", vmin=0, aspect="auto")
+        image = axis.imshow(
+            weight[: len(rows), : len(text)], cmap="viridis", vmin=0, vmax=1, aspect="auto"
+        )
         axis.set_xticks(range(len(text)), list(text))
         axis.set_yticks(range(len(rows)), rows)
-        axis.set_title(f"{text!r} -> {output}", fontsize=10)
+        axis.set(xlabel="source character", ylabel="output character")
+        axis.set_title(f"{text!r} -> {output}")
         axis.tick_params(length=0)
+        figure.colorbar(image, ax=axis, label="attention weight", fraction=0.03, pad=0.01)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     print(f"saved {path}")

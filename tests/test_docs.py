@@ -2,6 +2,8 @@
 
 - Every name in the ``__all__`` of the five public modules (read at run time, so names added
   later are covered) has a docstring of its own and an entry in the built API reference.
+- The built site loads nothing from other hosts (no script, stylesheet or font from a CDN):
+  MathJax ships with it, so its maths typesets with no network.
 - Every ```python block of every guide page (docs/guides/*.md) runs: one namespace per page,
   blocks in order, as a reader pastes them. A block preceded by the line
   ``<!-- docs-test: skip -->`` is left out (for code that needs what CI lacks, e.g. a
@@ -101,6 +103,39 @@ def test_every_public_name_is_in_the_api_reference(built_site):
         if f'id="{module_name}.{name}"' not in pages[module_name]
     ]
     assert not missing, f"not in the API reference: {missing}"
+
+
+# A <script src>, or a <link> that the browser fetches to show the page, on another host.
+EXTERNAL_RESOURCE = re.compile(
+    r"<script\b[^>]*\bsrc=\"((?:https?:)?//[^\"]*)\""
+    r"|<link\b(?=[^>]*\brel=\"(?:stylesheet|preload|preconnect|modulepreload|icon)\")"
+    r"[^>]*\bhref=\"((?:https?:)?//[^\"]*)\""
+)
+
+
+def test_no_page_loads_a_script_or_stylesheet_from_another_host(built_site):
+    external = {
+        str(page.relative_to(built_site)): found
+        for page in built_site.rglob("*.html")
+        if (found := [a or b for a, b in EXTERNAL_RESOURCE.findall(page.read_text())])
+    }
+    assert not external, f"pages that need the network: {external}"
+    mathjax = built_site / "assets" / "mathjax"
+    assert (mathjax / "tex-mml-chtml.js").stat().st_size > 500_000
+    assert list((mathjax / "output" / "chtml" / "fonts" / "woff-v2").glob("MathJax_Main-*.woff"))
+    page = (built_site / "tutorials" / "from_scratch" / "index.html").read_text()
+    assert 'src="../../assets/mathjax/tex-mml-chtml.js"' in page and "arithmatex" in page
+
+
+def test_the_external_resource_pattern_finds_scripts_and_stylesheets():
+    html = (
+        '<script src="https://cdn.example/mathjax.js"></script><script src="a.js"></script>'
+        '<link rel="stylesheet" href="//fonts.example/css"><link rel="canonical" href="https://x">'
+    )
+    assert [a or b for a, b in EXTERNAL_RESOURCE.findall(html)] == [
+        "https://cdn.example/mathjax.js",
+        "//fonts.example/css",
+    ]
 
 
 def test_python_blocks_keep_order_and_page_lines_and_honour_the_skip_marker(tmp_path):

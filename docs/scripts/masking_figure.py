@@ -26,7 +26,7 @@ def grid(ax, title, cell_text, colours, arrows):
         y = len(LENGTHS) - 1 - b
         for t in range(TIME):
             ax.add_patch(Rectangle((t, y), 0.94, 0.8, facecolor=colours[b][t], edgecolor="#555"))
-            ax.text(t + 0.47, y + 0.4, cell_text[b][t], ha="center", va="center", fontsize=9)
+            ax.text(t + 0.47, y + 0.4, cell_text[b][t], ha="center", va="center", fontsize=11)
         if arrows[b] is not None:
             first, last = arrows[b]
             lo, hi = (0.1, 0.84) if first <= last else (0.84, 0.1)
@@ -40,21 +40,21 @@ def grid(ax, title, cell_text, colours, arrows):
                     connectionstyle="arc3,rad=0",
                 )
             )
-        ax.text(-0.15, y + 0.4, f"b={b}, len {LENGTHS[b]}", ha="right", va="center", fontsize=9)
+        ax.text(-0.15, y + 0.4, f"b={b}, len {LENGTHS[b]}", ha="right", va="center", fontsize=10)
     for t in range(TIME):
-        ax.text(t + 0.47, -0.35, f"t={t}", ha="center", va="center", fontsize=8, color="#555")
+        ax.text(t + 0.47, -0.35, f"t={t}", ha="center", va="center", fontsize=10, color="#555")
     ax.set_xlim(-2.1, TIME + 0.1)
     ax.set_ylim(-0.7, len(LENGTHS) + 0.25)
     ax.axis("off")
 
 
 def main():
-    fig, axes = plt.subplots(2, 2, figsize=(11, 5.6))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4))
     xs = [[f"x{t}" if t < n else "pad" for t in range(TIME)] for n in LENGTHS]
     colours_in = [[VALID if t < n else PAD for t in range(TIME)] for n in LENGTHS]
     grid(
         axes[0, 0],
-        "xs [batch, time, features], seq_lengths = [6, 4, 2]",
+        "xs [batch, time, features],\nseq_lengths = [6, 4, 2]",
         xs,
         colours_in,
         [None] * 3,
@@ -64,7 +64,7 @@ def main():
     colours_out = [[VALID if t < n else ZERO for t in range(TIME)] for n in LENGTHS]
     grid(
         axes[0, 1],
-        "rnn(..., seq_lengths): read t = 0 .. len-1; padding emits 0, carry kept",
+        "rnn(..., seq_lengths): read t = 0 .. len-1;\npadding emits 0, carry kept",
         forward,
         colours_out,
         [(0, n - 1) for n in LENGTHS],
@@ -73,7 +73,7 @@ def main():
     backward = [[f"y{t}" if t < n else "0" for t in range(TIME)] for n in LENGTHS]
     grid(
         axes[1, 0],
-        "reverse=True: read t = len-1 .. 0; y_t stays at position t",
+        "reverse=True: read t = len-1 .. 0;\ny_t stays at position t",
         backward,
         colours_out,
         [(n - 1, 0) for n in LENGTHS],
@@ -85,7 +85,7 @@ def main():
     colours_flip = [[VALID if TIME - 1 - t < n else PAD for t in range(TIME)] for n in LENGTHS]
     grid(
         axes[1, 1],
-        "not the same: xs[:, ::-1] puts the padding first",
+        "not the same: xs[:, ::-1]\nputs the padding first",
         flipped,
         colours_flip,
         [None] * 3,

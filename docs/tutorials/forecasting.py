@@ -1,42 +1,32 @@
 """Tutorial 3: forecast yearly sunspot numbers with SimpleRNN, LSTM and GRU(128) -> Dense(1).
 
-The Keras tutorial's model (Adam, mean squared error) with rnnjax's functional API, on
-statsmodels' sunspots series (1700-2008, ships with statsmodels), one year ahead, against
-persistence (next year = this year). ``examples/forecast.py`` is the same with checkpoints,
-resumption, a seasonal baseline and a second data set.
-
-    python docs/tutorials/forecasting.py            # the full setting, writes the plot
-    python docs/tutorials/forecasting.py --quick    # what CI runs
-
-The page ``docs/tutorials/forecasting.md`` shows this file section by section.
+The page ``docs/tutorials/forecasting.md`` shows all of this file, in order: its code blocks,
+pasted into one file, are this script. ``RNNJAX_QUICK=1`` runs a small setting (what CI
+runs). The page's figure: ``cd docs/tutorials/figures && python ../forecasting.py``.
 """
 
-from __future__ import annotations
-
-import argparse
-from functools import partial
-from pathlib import Path
-from typing import Any
-
 # --8<-- [start:imports]
+import os
+from functools import partial
+
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
+import statsmodels.api as sm
 
 import rnnjax
 
+QUICK = os.environ.get("RNNJAX_QUICK") == "1"  # a small setting, for a quick check
+HIDDEN, STEPS = (8, 20) if QUICK else (128, 1500)  # units per cell, training steps
 # --8<-- [end:imports]
-
-FIGURES = Path(__file__).resolve().parent / "figures"
 
 
 # --8<-- [start:data]
 def load_sunspots(window):
     """Windows ``[n, window, 1]`` of standardised values and the value after each, split in
     time: the first 70% to train on, the next 15% to validate, the last 15% to test."""
-    import statsmodels.api as sm
-
     series = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(np.float32)
     xs = np.lib.stride_tricks.sliding_window_view(series[:-1], window)[..., None]
     ys = series[window:]
@@ -116,74 +106,34 @@ def rmse(prediction, truth):
 # --8<-- [end:train]
 
 
-def main(quick: bool = False, out_dir: str | Path = FIGURES) -> dict[str, Any]:
-    """Runs the tutorial; returns the RMSEs (sunspot numbers), writes the plot."""
-    hidden, steps = (8, 20) if quick else (128, 1500)
-    results: dict[str, Any] = {}
-
-    # --8<-- [start:run]
-    data, (mean, std) = load_sunspots(window=24)
-    test_xs, test_ys = data["test"]
-    truth = test_ys * std + mean
-    persistence = test_xs[:, -1, 0] * std + mean  # next year = this year
-    print(f"persistence: test RMSE {rmse(persistence, truth):.1f}")
-    batches = batch_indices(len(data["train"][1]), batch_size=32, steps=steps)
-    forecasts = {}
-    for name, make_cell in CELLS.items():
-        cell = make_cell(hidden)
-        params = init_params(cell, hidden, jax.random.key(0))
-        params, val_losses = fit(cell, params, data, batches)
-        forecasts[name] = np.asarray(predict(cell, params, test_xs)) * std + mean
-        val_rmse = float(np.sqrt(val_losses.min())) * std  # of the params kept
-        print(
-            f"{name:9s}: validation RMSE {val_rmse:.1f},"
-            f" test RMSE {rmse(forecasts[name], truth):.1f}"
-        )
-    # --8<-- [end:run]
-    results["persistence_test_rmse"] = rmse(persistence, truth)
-    for name, forecast in forecasts.items():
-        results[f"{name}_test_rmse"] = rmse(forecast, truth)
-    results["test_points"] = len(truth)
-    results["figure"] = plot(truth, persistence, forecasts, Path(out_dir))
-    return results
-
+# --8<-- [start:run]
+data, (mean, std) = load_sunspots(window=24)
+test_xs, test_ys = data["test"]
+truth = test_ys * std + mean
+persistence = test_xs[:, -1, 0] * std + mean  # next year = this year
+print(f"persistence: test RMSE {rmse(persistence, truth):.1f}")
+batches = batch_indices(len(data["train"][1]), batch_size=32, steps=STEPS)
+forecasts = {}
+for name, make_cell in CELLS.items():
+    cell = make_cell(HIDDEN)
+    params = init_params(cell, HIDDEN, jax.random.key(0))
+    params, val_losses = fit(cell, params, data, batches)
+    forecasts[name] = np.asarray(predict(cell, params, test_xs)) * std + mean
+    val_rmse = float(np.sqrt(val_losses.min())) * std  # of the params kept
+    print(
+        f"{name:9s}: validation RMSE {val_rmse:.1f}, test RMSE {rmse(forecasts[name], truth):.1f}"
+    )
+# --8<-- [end:run]
 
 # --8<-- [start:plot]
-def plot(truth, persistence, forecasts, out_dir):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    years = np.arange(2009 - len(truth), 2009)  # the series ends in 2008
-    figure, axis = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
-    axis.plot(years, truth, color="black", linewidth=2, label="observed")
-    axis.plot(
-        years,
-        persistence,
-        color="grey",
-        linestyle=":",
-        label=f"persistence (RMSE {rmse(persistence, truth):.1f})",
-    )
-    for name, forecast in forecasts.items():
-        axis.plot(years, forecast, label=f"{name} (RMSE {rmse(forecast, truth):.1f})")
-    axis.set(
-        title="Sunspots, one year ahead, on the test years", xlabel="year", ylabel="sunspot number"
-    )
-    axis.legend(frameon=False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "forecasting.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
+years = np.arange(2009 - len(truth), 2009)  # the series ends in 2008
+figure, axis = plt.subplots(figsize=(7, 3.8), constrained_layout=True)
+axis.plot(years, truth, color="black", linewidth=2, label="observed")
+axis.plot(years, persistence, color="grey", linestyle=":", label="persistence")
+for name, forecast in forecasts.items():
+    axis.plot(years, forecast, label=f"{name} (RMSE {rmse(forecast, truth):.1f})")
+axis.set(title="Sunspots, one year ahead, test years", xlabel="year", ylabel="sunspot number")
+axis.legend(frameon=False, fontsize="small")
+figure.savefig("forecasting.png", dpi=120)
+print("wrote forecasting.png")
 # --8<-- [end:plot]
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small setting CI runs")
-    parser.add_argument("--out", default=str(FIGURES), help="where the plot goes")
-    args = parser.parse_args()
-    main(quick=args.quick, out_dir=args.out)

@@ -1,21 +1,25 @@
 """Tutorial 5: a tanh RNN cell from scratch in plain JAX, then the same with rnnjax.
 
-    python docs/tutorials/from_scratch.py            # the full setting
-    python docs/tutorials/from_scratch.py --quick    # what CI runs
-
-The page ``docs/tutorials/from_scratch.md`` shows this file section by section.
+The page ``docs/tutorials/from_scratch.md`` shows all of this file, in order: its code blocks,
+pasted into one file, are this script. ``RNNJAX_QUICK=1`` runs a small setting (what CI
+runs). The page's figure: ``cd docs/tutorials/figures && python ../from_scratch.py``.
 """
 
-from __future__ import annotations
+# --8<-- [start:settings]
+import os
 
-import argparse
-from typing import Any
-
-# --8<-- [start:scratch]
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
+
+import rnnjax
+
+QUICK = os.environ.get("RNNJAX_QUICK") == "1"  # a small setting, for a quick check
+HIDDEN, TIME_STEPS, BATCH, STEPS = (8, 10, 16, 20) if QUICK else (32, 20, 64, 500)
+# --8<-- [end:settings]
 
 
+# --8<-- [start:scratch]
 def init(key, input_size, hidden_size):
     k_w, k_u = jax.random.split(key)
     return {
@@ -58,106 +62,86 @@ def sgd_step(params, xs, targets, learning_rate=0.1):
 
 # --8<-- [end:task]
 
+# --8<-- [start:train]
+key_rnn, key_head, key_data = jax.random.split(jax.random.key(0), 3)
+params = {
+    "rnn": init(key_rnn, input_size=1, hidden_size=HIDDEN),
+    "head": jax.random.normal(key_head, (HIDDEN,)) / HIDDEN**0.5,
+}
+xs, targets = make_task(key_data, BATCH, TIME_STEPS)
+losses = []
+for _ in range(STEPS):
+    params, loss = sgd_step(params, xs, targets)
+    losses.append(float(loss))
+print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} after {STEPS} steps of SGD")
+# --8<-- [end:train]
 
-def main(quick: bool = False) -> dict[str, Any]:
-    """Runs every step of the tutorial; returns what the page reports."""
-    hidden, time_steps, batch, steps = (8, 10, 16, 20) if quick else (32, 20, 64, 500)
-    results: dict[str, Any] = {}
-
-    # --8<-- [start:train]
-    key_rnn, key_head, key_data = jax.random.split(jax.random.key(0), 3)
-    params = {
-        "rnn": init(key_rnn, input_size=1, hidden_size=hidden),
-        "head": jax.random.normal(key_head, (hidden,)) / hidden**0.5,
-    }
-    xs, targets = make_task(key_data, batch, time_steps)
-    losses = []
-    for _ in range(steps):
-        params, loss = sgd_step(params, xs, targets)
-        losses.append(float(loss))
-    print(f"loss {losses[0]:.4f} -> {losses[-1]:.4f} after {steps} steps of SGD")
-    # --8<-- [end:train]
-    results["losses"] = losses
-
-    # --8<-- [start:rnnjax]
-    import rnnjax
-
-    cell = rnnjax.simple_rnn(hidden)  # tanh by default
-    scratch = params["rnn"]
-    rnnjax_params = rnnjax.SimpleRNNParams(
-        kernel=scratch["W"], recurrent_kernel=scratch["U"], bias=scratch["b"]
+# --8<-- [start:rnnjax]
+cell = rnnjax.simple_rnn(HIDDEN)  # tanh by default
+scratch = params["rnn"]
+rnnjax_params = rnnjax.SimpleRNNParams(
+    kernel=scratch["W"], recurrent_kernel=scratch["U"], bias=scratch["b"]
+)
+h_last, hs = run(scratch, xs)
+carry, ys = rnnjax.rnn(cell, rnnjax_params, xs, time_major=True)
+for name, mine, theirs in [("h_T", h_last, carry), ("outputs", hs, ys)]:
+    difference, close = (
+        float(jnp.max(jnp.abs(theirs - mine))),
+        jnp.allclose(theirs, mine, atol=1e-6),
     )
-    h_last, hs = run(scratch, xs)
-    carry, ys = rnnjax.rnn(cell, rnnjax_params, xs, time_major=True)
-    print("max |h_T difference|:", float(jnp.max(jnp.abs(carry - h_last))))
-    print("max |outputs difference|:", float(jnp.max(jnp.abs(ys - hs))))
-    # --8<-- [end:rnnjax]
-    results["h_difference"] = float(jnp.max(jnp.abs(carry - h_last)))
-    results["ys_difference"] = float(jnp.max(jnp.abs(ys - hs)))
-
-    # --8<-- [start:grads]
-    def rnnjax_loss(params, xs, targets):
-        carry, _ = rnnjax.rnn(cell, params["rnn"], xs, time_major=True)
-        return jnp.mean((carry @ params["head"] - targets) ** 2)
-
-    grads_scratch = jax.grad(loss_fn)(params, xs, targets)
-    grads_rnnjax = jax.grad(rnnjax_loss)(
-        {"rnn": rnnjax_params, "head": params["head"]}, xs, targets
-    )
-    for mine, theirs in [("W", "kernel"), ("U", "recurrent_kernel"), ("b", "bias")]:
-        difference = jnp.max(
-            jnp.abs(grads_scratch["rnn"][mine] - getattr(grads_rnnjax["rnn"], theirs))
-        )
-        print(f"max |d loss / d {mine} difference|: {float(difference):.2e}")
-    # --8<-- [end:grads]
-    results["grad_differences"] = {
-        mine: float(
-            jnp.max(jnp.abs(grads_scratch["rnn"][mine] - getattr(grads_rnnjax["rnn"], theirs)))
-        )
-        for mine, theirs in [("W", "kernel"), ("U", "recurrent_kernel"), ("b", "bias")]
-    }
-    results["grad_scale"] = float(jnp.max(jnp.abs(grads_scratch["rnn"]["U"])))
-
-    # --8<-- [start:lengths]
-    lengths = jnp.array([time_steps, 3] + [time_steps // 2] * (batch - 2))
-    carry, ys = rnnjax.rnn(cell, rnnjax_params, xs, time_major=True, seq_lengths=lengths)
-    # The same as running the scratch cell on sequence 1's first 3 steps only:
-    h_3, _ = run(scratch, xs[:3, 1:2])
-    print("sequence 1 stops after 3 steps:", bool(jnp.allclose(carry[1], h_3[0], atol=1e-6)))
-    print("outputs past its end are zeros:", bool(jnp.all(ys[3:, 1] == 0)))
-    # --8<-- [end:lengths]
-    results["length_difference"] = float(jnp.max(jnp.abs(carry[1] - h_3[0])))
-    results["padding_outputs_zero"] = bool(jnp.all(ys[3:, 1] == 0))
-
-    # --8<-- [start:reverse]
-    carry, ys = rnnjax.rnn(cell, rnnjax_params, xs, time_major=True, reverse=True)
-    h_back, hs_back = run(scratch, xs[::-1])  # the scratch cell on the flipped sequence
-    print("reverse == scratch on xs[::-1]:", bool(jnp.allclose(carry, h_back, atol=1e-6)))
-    print("outputs at their positions:", bool(jnp.allclose(ys, hs_back[::-1], atol=1e-6)))
-    # --8<-- [end:reverse]
-    results["reverse_difference"] = float(
-        max(jnp.max(jnp.abs(carry - h_back)), jnp.max(jnp.abs(ys - hs_back[::-1])))
-    )
-
-    # --8<-- [start:layers]
-    encoder = rnnjax.stack(
-        rnnjax.bidirectional(rnnjax.layer(rnnjax.simple_rnn(hidden))),
-        rnnjax.layer(rnnjax.lstm(hidden)),
-    )  # a layer is a pair of pure functions: init and apply
-    encoder_params = encoder.init(jax.random.key(1), input_size=1)
-    xs_batch_major = jnp.swapaxes(xs, 0, 1)  # [batch, time, features], the default layout
-    (bidirectional_carry, lstm_carry), ys = jax.jit(encoder.apply)(
-        encoder_params, xs_batch_major, seq_lengths=lengths
-    )
-    print("stacked outputs:", ys.shape)  # [batch, time, hidden]
-    print("final carries:", bidirectional_carry[0].shape, lstm_carry.h.shape)  # (fwd, bwd), LSTM
-    # --8<-- [end:layers]
-    results["stack_shape"] = tuple(ys.shape)
-    results["shapes"] = {"batch": batch, "time": time_steps, "hidden": hidden}
-    return results
+    print(f"max |{name} difference|: {difference:.1e}, allclose: {close}")
+# --8<-- [end:rnnjax]
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small setting CI runs")
-    main(quick=parser.parse_args().quick)
+# --8<-- [start:grads]
+def rnnjax_loss(params, xs, targets):
+    carry, _ = rnnjax.rnn(cell, params["rnn"], xs, time_major=True)
+    return jnp.mean((carry @ params["head"] - targets) ** 2)
+
+
+grads_scratch = jax.grad(loss_fn)(params, xs, targets)
+grads_rnnjax = jax.grad(rnnjax_loss)({"rnn": rnnjax_params, "head": params["head"]}, xs, targets)
+for mine, theirs in [("W", "kernel"), ("U", "recurrent_kernel"), ("b", "bias")]:
+    a, b = grads_scratch["rnn"][mine], getattr(grads_rnnjax["rnn"], theirs)
+    difference, close = float(jnp.max(jnp.abs(a - b))), jnp.allclose(a, b, atol=1e-6)
+    print(f"max |d loss / d {mine} difference|: {difference:.1e}, allclose: {close}")
+# --8<-- [end:grads]
+
+# --8<-- [start:lengths]
+lengths = jnp.array([TIME_STEPS, 3] + [TIME_STEPS // 2] * (BATCH - 2))
+carry, ys = rnnjax.rnn(cell, rnnjax_params, xs, time_major=True, seq_lengths=lengths)
+# The same as running the scratch cell on sequence 1's first 3 steps only:
+h_3, _ = run(scratch, xs[:3, 1:2])
+print("sequence 1 stops after 3 steps:", bool(jnp.allclose(carry[1], h_3[0], atol=1e-6)))
+print("outputs past its end are zeros:", bool(jnp.all(ys[3:, 1] == 0)))
+# --8<-- [end:lengths]
+
+# --8<-- [start:reverse]
+carry, ys = rnnjax.rnn(cell, rnnjax_params, xs, time_major=True, reverse=True)
+h_back, hs_back = run(scratch, xs[::-1])  # the scratch cell on the flipped sequence
+print("reverse == scratch on xs[::-1]:", bool(jnp.allclose(carry, h_back, atol=1e-6)))
+print("outputs at their positions:", bool(jnp.allclose(ys, hs_back[::-1], atol=1e-6)))
+# --8<-- [end:reverse]
+
+# --8<-- [start:layers]
+encoder = rnnjax.stack(
+    rnnjax.bidirectional(rnnjax.layer(rnnjax.simple_rnn(HIDDEN))),
+    rnnjax.layer(rnnjax.lstm(HIDDEN)),
+)  # a layer is a pair of pure functions: init and apply
+encoder_params = encoder.init(jax.random.key(1), input_size=1)
+xs_batch_major = jnp.swapaxes(xs, 0, 1)  # [batch, time, features], the default layout
+(bidirectional_carry, lstm_carry), ys = jax.jit(encoder.apply)(
+    encoder_params, xs_batch_major, seq_lengths=lengths
+)
+print("stacked outputs:", ys.shape)  # [batch, time, hidden]
+print("final carries:", bidirectional_carry[0].shape, lstm_carry.h.shape)  # (fwd, bwd), LSTM
+# --8<-- [end:layers]
+
+# --8<-- [start:plot]
+figure, axis = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+axis.semilogy(losses)
+axis.set(xlabel="SGD step", ylabel="mean squared error", title="Training the scratch RNN")
+axis.grid(True, which="both", alpha=0.3)
+figure.savefig("from_scratch_loss.png", dpi=120)
+print("wrote from_scratch_loss.png")
+# --8<-- [end:plot]

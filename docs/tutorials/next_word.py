@@ -1,32 +1,28 @@
 """Tutorial 4: next-word prediction and text generation with a word-level LSTM.
 
-The text is Python's own help pages (``pydoc_data.topics``, in every CPython install): the
-model learns to predict the next word, is scored by perplexity against a unigram and a bigram
-model, and then writes text one word at a time, first with ``cell.step`` in a ``lax.scan``,
-then with ``rnnjax.decode`` (greedy, sampled, beam search). ``examples/next_word.py`` is the
-full trainer (checkpoints, resumption, more steps).
-
-    python docs/tutorials/next_word.py            # the full setting
-    python docs/tutorials/next_word.py --quick    # what CI runs
-
-The page ``docs/tutorials/next_word.md`` shows this file section by section.
+The page ``docs/tutorials/next_word.md`` shows all of this file, in order: its code blocks,
+pasted into one file, are this script. ``RNNJAX_QUICK=1`` runs a small setting (what CI
+runs). The page's figure: ``cd docs/tutorials/figures && python ../next_word.py``.
 """
 
-from __future__ import annotations
-
-import argparse
+# --8<-- [start:imports]
+import os
 import re
 from collections import Counter
-from typing import Any
 
-# --8<-- [start:imports]
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
 import rnnjax
 
+QUICK = os.environ.get("RNNJAX_QUICK") == "1"  # a small setting, for a quick check
+# characters of text (None: all), vocabulary, embedding and LSTM sizes, training steps,
+# batch size and window (words per training sequence)
+MAX_CHARS, VOCAB_SIZE, EMBEDDING, HIDDEN = (30_000, 200, 8, 16) if QUICK else (None, 2000, 64, 128)
+STEPS, BATCH, WINDOW = (10, 8, 8) if QUICK else (1000, 32, 32)
 # --8<-- [end:imports]
 
 
@@ -137,95 +133,88 @@ def ngram_perplexities(train_ids, val_ids, vocab_size):
 # --8<-- [end:perplexity]
 
 
-def main(quick: bool = False) -> dict[str, Any]:
-    """Runs the tutorial; returns perplexities, predictions and generated texts."""
-    # (max_chars, vocab_size, embedding, hidden, steps, batch, window)
-    setting = (30_000, 200, 8, 16, 10, 8, 8) if quick else (None, 2000, 64, 128, 1000, 32, 32)
-    max_chars, vocab_size, embedding, hidden, steps, batch, window = setting
-    results: dict[str, Any] = {}
+# --8<-- [start:run]
+words = load_words(MAX_CHARS)
+split = int(0.9 * len(words))  # the last 10% of the text is held out
+vocabulary, index = build_vocabulary(words[:split], VOCAB_SIZE)
+ids = np.array([index.get(word, 0) for word in words], np.int32)
+train_ids, val_ids = ids[:split], ids[split:]
+print(f"{len(words):,} words, vocabulary {VOCAB_SIZE}, {np.mean(ids == 0):.1%} <unk>")
 
-    # --8<-- [start:run]
-    words = load_words(max_chars)
-    split = int(0.9 * len(words))  # the last 10% of the text is held out
-    vocabulary, index = build_vocabulary(words[:split], vocab_size)
-    ids = np.array([index.get(word, 0) for word in words], np.int32)
-    train_ids, val_ids = ids[:split], ids[split:]
-    print(f"{len(words):,} words, vocabulary {vocab_size}, {np.mean(ids == 0):.1%} <unk>")
+cell, init, logits_fn, step_fn = make_model(VOCAB_SIZE, EMBEDDING, HIDDEN)
+fit = jax.jit(
+    lambda key: train(init, logits_fn, train_ids, key, steps=STEPS, batch_size=BATCH, window=WINDOW)
+)
+params, losses = fit(jax.random.key(0))
+unigram, bigram = ngram_perplexities(train_ids, val_ids, VOCAB_SIZE)
+lstm = float(jax.jit(model_perplexity, static_argnums=0)(logits_fn, params, val_ids))
+print(f"training perplexity (last 100 steps): {float(jnp.exp(losses[-100:].mean())):.1f}")
+print(f"validation perplexity: LSTM {lstm:.1f}, bigram {bigram:.1f}, unigram {unigram:.1f}")
+# --8<-- [end:run]
 
-    cell, init, logits_fn, step_fn = make_model(vocab_size, embedding, hidden)
-    fit = jax.jit(
-        lambda key: train(
-            init, logits_fn, train_ids, key, steps=steps, batch_size=batch, window=window
-        )
+# --8<-- [start:predict]
+prompt = ["the", "return", "value", "is"]
+prompt_ids = jnp.array([index.get(word, 0) for word in prompt])
+_, logits = logits_fn(params, prompt_ids[None])  # [1, time, vocab]
+probabilities = jax.nn.softmax(logits[0, -1])  # after the last prompt word
+top = np.argsort(-np.asarray(probabilities))[:5]
+print("next word:", ", ".join(f"{vocabulary[i]} {probabilities[i]:.2f}" for i in top))
+# --8<-- [end:predict]
+
+
+# --8<-- [start:scan]
+@jax.jit
+def greedy(params, prompt_ids, length=12):
+    carry = cell.initial_carry(params["lstm"], (1,))  # a batch of one sequence
+    # Read the prompt but its last word (outputs unused), one cell.step per word ...
+    carry, _ = jax.lax.scan(
+        lambda carry, token: step_fn(params, carry, token), carry, prompt_ids[:-1, None]
     )
-    params, losses = fit(jax.random.key(0))
-    unigram, bigram = ngram_perplexities(train_ids, val_ids, vocab_size)
-    lstm = float(jax.jit(model_perplexity, static_argnums=0)(logits_fn, params, val_ids))
-    print(f"training perplexity (last 100 steps): {float(jnp.exp(losses[-100:].mean())):.1f}")
-    print(f"validation perplexity: LSTM {lstm:.1f}, bigram {bigram:.1f}, unigram {unigram:.1f}")
-    # --8<-- [end:run]
-    results.update(
-        losses=np.asarray(losses), lstm=lstm, bigram=bigram, unigram=unigram, words=len(words)
-    )
 
-    # --8<-- [start:predict]
-    prompt = ["the", "return", "value", "is"]
-    prompt_ids = jnp.array([index.get(word, 0) for word in prompt])
-    _, logits = logits_fn(params, prompt_ids[None])  # [1, time, vocab]
-    probabilities = jax.nn.softmax(logits[0, -1])  # after the last prompt word
-    top = np.argsort(-np.asarray(probabilities))[:5]
-    print("next word:", ", ".join(f"{vocabulary[i]} {probabilities[i]:.2f}" for i in top))
-    # --8<-- [end:predict]
-    results["top_next_words"] = [vocabulary[i] for i in top]
-    results["top_probabilities"] = [float(probabilities[i]) for i in top]
+    # ... then feed the last word and each chosen word back in.
+    def next_word(state, _):
+        carry, token = state
+        carry, logits = step_fn(params, carry, token)
+        token = jnp.argmax(logits, axis=-1)  # [1]
+        return (carry, token), token[0]
 
-    # --8<-- [start:scan]
-    @jax.jit
-    def greedy(params, prompt_ids, length=12):
-        carry = cell.initial_carry(params["lstm"], (1,))  # a batch of one sequence
-        # Read the prompt but its last word (outputs unused), one cell.step per word ...
-        carry, _ = jax.lax.scan(
-            lambda carry, token: step_fn(params, carry, token), carry, prompt_ids[:-1, None]
-        )
-
-        # ... then feed the last word and each chosen word back in.
-        def next_word(state, _):
-            carry, token = state
-            carry, logits = step_fn(params, carry, token)
-            token = jnp.argmax(logits, axis=-1)  # [1]
-            return (carry, token), token[0]
-
-        _, tokens = jax.lax.scan(next_word, (carry, prompt_ids[-1:]), length=length)
-        return tokens, carry
-
-    tokens, _ = greedy(params, prompt_ids)
-    print("greedy (scan):", " ".join(prompt + [vocabulary[i] for i in tokens]))
-    # --8<-- [end:scan]
-    results["greedy_scan"] = np.asarray(tokens)
-
-    # --8<-- [start:decode]
-    carry = cell.initial_carry(params["lstm"], (1,))
-    carry, _ = logits_fn(params, prompt_ids[None, :-1], carry)  # the prompt but its last word
-    start = prompt_ids[-1:]  # [batch] = [1]
-    texts = {}
-    for method, options in [
-        ("greedy", {}),
-        ("sample", {"key": jax.random.key(1), "temperature": 0.7, "top_k": 20}),
-        ("beam", {"beam_width": 4}),
-    ]:
-        out = rnnjax.decode(step_fn, params, carry, start, max_length=12, method=method, **options)
-        best = out.tokens[0] if method != "beam" else out.tokens[0, 0]  # beams: best first
-        texts[method] = " ".join(prompt + [vocabulary[i] for i in best])
-        print(f"{method:6s} (decode): {texts[method]}   score {float(out.scores.ravel()[0]):.1f}")
-    # --8<-- [end:decode]
-    results["texts"] = texts
-    results["greedy_decode"] = np.asarray(
-        rnnjax.decode(step_fn, params, carry, start, max_length=12).tokens[0]
-    )
-    return results
+    _, tokens = jax.lax.scan(next_word, (carry, prompt_ids[-1:]), length=length)
+    return tokens, carry
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small setting CI runs")
-    main(quick=parser.parse_args().quick)
+tokens, _ = greedy(params, prompt_ids)
+print("greedy (scan):", " ".join(prompt + [vocabulary[i] for i in tokens]))
+# --8<-- [end:scan]
+
+# --8<-- [start:decode]
+carry = cell.initial_carry(params["lstm"], (1,))
+carry, _ = logits_fn(params, prompt_ids[None, :-1], carry)  # the prompt but its last word
+start = prompt_ids[-1:]  # [batch] = [1]
+texts = {}
+for method, options in [
+    ("greedy", {}),
+    ("sample", {"key": jax.random.key(1), "temperature": 0.7, "top_k": 20}),
+    ("beam", {"beam_width": 4}),
+]:
+    out = rnnjax.decode(step_fn, params, carry, start, max_length=12, method=method, **options)
+    best = out.tokens[0] if method != "beam" else out.tokens[0, 0]  # beams: best first
+    texts[method] = " ".join(prompt + [vocabulary[i] for i in best])
+    print(f"{method:6s} (decode): {texts[method]}   score {float(out.scores.ravel()[0]):.1f}")
+greedy_tokens = rnnjax.decode(step_fn, params, carry, start, max_length=12).tokens[0]
+print("decode's greedy words are the scan's:", bool(jnp.array_equal(greedy_tokens, tokens)))
+# --8<-- [end:decode]
+
+# --8<-- [start:plot]
+steps = np.arange(1, len(losses) + 1)
+average = np.convolve(losses, np.ones(50) / 50, mode="valid") if len(losses) >= 50 else losses
+figure, axis = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+axis.plot(steps, np.exp(losses), color="tab:blue", alpha=0.3, label="training batch")
+axis.plot(steps[len(steps) - len(average) :], np.exp(average), color="tab:blue", label="mean of 50")
+axis.axhline(lstm, color="tab:orange", linestyle="--", label="LSTM, validation")
+axis.axhline(bigram, color="tab:green", linestyle=":", label="bigram, validation")
+axis.set(xlabel="training step", ylabel="perplexity", yscale="log", title="Training the LSTM")
+axis.legend()
+axis.grid(True, which="both", alpha=0.3)
+figure.savefig("next_word_training.png", dpi=120)
+print("wrote next_word_training.png")
+# --8<-- [end:plot]

@@ -1,38 +1,31 @@
 """Tutorial 2: the Keras sentiment models as Flax NNX modules, trained on movie reviews.
 
-``Embedding -> LSTM(32) -> Dense(64, relu) -> Dense(1, sigmoid)`` and the IMDB model with
-dropout and recurrent dropout, ``Embedding(20000, 128) -> LSTM(128, dropout=0.2,
-recurrent_dropout=0.2) -> Dense(1, sigmoid)``. The reviews come from a folder in the Large
-Movie Review Dataset's layout (``aclImdb/{train,test}/{pos,neg}/*.txt``). The IMDB data cannot
-ship with rnnjax, so by default (and in CI) this runs on the ten-review fixture in
-``tests/fixtures/aclImdb``, where all a model can show is that it fits its six training
-reviews; give ``--data-dir`` your own copy of aclImdb for the real run.
-
-    python docs/tutorials/sentiment.py --data-dir aclImdb   # the real data (download it first)
-    python docs/tutorials/sentiment.py --quick              # what CI runs, on the fixture
-
-The page ``docs/tutorials/sentiment.md`` shows this file section by section.
+The page ``docs/tutorials/sentiment.md`` shows all of this file, in order: its code blocks,
+pasted into one file, are this script. Run it from the repository's root (it reads the review
+fixture ``tests/fixtures/aclImdb``, or set ``DATA_DIR`` to your aclImdb folder);
+``RNNJAX_QUICK=1`` runs a small setting (what CI runs). The page's figure is the
+``sentiment_training.png`` it writes.
 """
 
-from __future__ import annotations
-
-import argparse
+# --8<-- [start:settings]
+import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-# --8<-- [start:imports]
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from flax import nnx
 
 import rnnjax.nnx
 
-# --8<-- [end:imports]
-
-FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "aclImdb"
+QUICK = os.environ.get("RNNJAX_QUICK") == "1"  # a small setting, for a quick check
+DATA_DIR = Path("tests/fixtures/aclImdb")  # the ten-review fixture; or your aclImdb folder
+STEPS = 20 if QUICK or "fixtures" in DATA_DIR.parts else 2000  # per model
+BATCH_SIZE, MAXLEN = 32, 100
+# --8<-- [end:settings]
 
 
 # --8<-- [start:data]
@@ -132,68 +125,53 @@ def fit(model, train, *, steps, batch_size, learning_rate, seed=0):
 # --8<-- [end:train]
 
 
-def main(
-    quick: bool = False, data_dir: str | Path = FIXTURE, steps: int | None = None
-) -> dict[str, Any]:
-    """Trains both models; returns losses, accuracies and the checks the page describes."""
-    on_fixture = Path(data_dir).resolve() == FIXTURE
-    if steps is None:
-        steps = 20 if quick or on_fixture else 2000
-    batch_size, maxlen = 32, 100
-    results: dict[str, Any] = {}
+# --8<-- [start:run]
+train_texts, train_labels = load_reviews(DATA_DIR, "train")
+test_texts, test_labels = load_reviews(DATA_DIR, "test")
+counts = Counter(word for text in train_texts for word in tokenize(text))
+labels = np.concatenate([train_labels, test_labels])
+curves = {}
+for name, make, learning_rate in [("Sentiment", Sentiment, 1e-2), ("IMDB", IMDB, 1e-3)]:
+    model = make(nnx.Rngs(params=0, dropout=1))
+    vocab_size = model.embed.num_embeddings
+    words = [word for word, _ in counts.most_common(vocab_size - 2)]
+    vocabulary = {word: i + 2 for i, word in enumerate(words)}
+    tokens, lengths = encode(train_texts + test_texts, vocabulary, MAXLEN)
+    train = (tokens[: len(train_texts)], lengths[: len(train_texts)], train_labels)
+    curves[name] = fit(
+        model, train, steps=STEPS, batch_size=BATCH_SIZE, learning_rate=learning_rate
+    )
+    correct = (logits_in_chunks(model, tokens, lengths) > 0) == (labels > 0.5)
+    train_accuracy = correct[: len(train_texts)].mean()
+    test_accuracy = correct[len(train_texts) :].mean()
+    print(
+        f"{name}: {len(train_labels)} training reviews, loss {curves[name][0]:.3f} ->"
+        f" {curves[name][-1]:.3f}, accuracy: train {train_accuracy:.2f}, test {test_accuracy:.2f}"
+    )
+# --8<-- [end:run]
 
-    # --8<-- [start:run]
-    train_texts, train_labels = load_reviews(data_dir, "train")
-    test_texts, test_labels = load_reviews(data_dir, "test")
-    counts = Counter(word for text in train_texts for word in tokenize(text))
-    labels = np.concatenate([train_labels, test_labels])
-    for name, make, learning_rate in [("Sentiment", Sentiment, 1e-2), ("IMDB", IMDB, 1e-3)]:
-        model = make(nnx.Rngs(params=0, dropout=1))
-        vocab_size = model.embed.num_embeddings
-        words = [word for word, _ in counts.most_common(vocab_size - 2)]
-        vocabulary = {word: i + 2 for i, word in enumerate(words)}
-        tokens, lengths = encode(train_texts + test_texts, vocabulary, maxlen)
-        train = (tokens[: len(train_texts)], lengths[: len(train_texts)], train_labels)
-        losses = fit(model, train, steps=steps, batch_size=batch_size, learning_rate=learning_rate)
-        correct = (logits_in_chunks(model, tokens, lengths) > 0) == (labels > 0.5)
-        train_accuracy = correct[: len(train_texts)].mean()
-        test_accuracy = correct[len(train_texts) :].mean()
-        print(
-            f"{name}: {len(train_labels)} training reviews, loss {losses[0]:.3f} ->"
-            f" {losses[-1]:.3f}, accuracy: train {train_accuracy:.2f}, test {test_accuracy:.2f}"
-        )
-        results[name] = {
-            "losses": losses,
-            "train_accuracy": float(train_accuracy),
-            "test_accuracy": float(test_accuracy),
-        }
-    # --8<-- [end:run]
+# --8<-- [start:checks]
+tokens, lengths = tokens[:512], lengths[:512]  # the IMDB model and some reviews
+# Padding never changes a prediction: the same reviews padded to twice the length.
+padded = np.pad(tokens, ((0, 0), (0, MAXLEN)), constant_values=7)  # junk ids, not zeros
+difference = jnp.max(jnp.abs(predict(model, padded, lengths) - predict(model, tokens, lengths)))
+print(f"padding changes the logits by at most {float(difference):.1e}")
+# Dropout: random in training mode, off (deterministic) in evaluation mode.
+model.train()
+one, two = predict(model, tokens, lengths), predict(model, tokens, lengths)
+model.eval()
+three, four = predict(model, tokens, lengths), predict(model, tokens, lengths)
+print("training mode, two calls equal:", bool(jnp.array_equal(one, two)))
+print("evaluation mode, two calls equal:", bool(jnp.array_equal(three, four)))
+# --8<-- [end:checks]
 
-    # --8<-- [start:checks]
-    tokens, lengths = tokens[:512], lengths[:512]  # the IMDB model and some reviews
-    # Padding never changes a prediction: the same reviews padded to twice the length.
-    padded = np.pad(tokens, ((0, 0), (0, maxlen)), constant_values=7)  # junk ids, not zeros
-    difference = jnp.max(jnp.abs(predict(model, padded, lengths) - predict(model, tokens, lengths)))
-    print(f"padding changes the logits by at most {float(difference):.1e}")
-    # Dropout: random in training mode, off (deterministic) in evaluation mode.
-    model.train()
-    one, two = predict(model, tokens, lengths), predict(model, tokens, lengths)
-    model.eval()
-    three, four = predict(model, tokens, lengths), predict(model, tokens, lengths)
-    print("training mode, two calls equal:", bool(jnp.array_equal(one, two)))
-    print("evaluation mode, two calls equal:", bool(jnp.array_equal(three, four)))
-    # --8<-- [end:checks]
-    results["padding_difference"] = float(difference)
-    results["train_mode_equal"] = bool(jnp.array_equal(one, two))
-    results["eval_mode_equal"] = bool(jnp.array_equal(three, four))
-    results["train_reviews"] = len(train_labels)
-    return results
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(FIXTURE), help="an aclImdb folder")
-    parser.add_argument("--steps", type=int, help="training steps per model")
-    parser.add_argument("--quick", action="store_true", help="the small setting CI runs")
-    args = parser.parse_args()
-    main(quick=args.quick, data_dir=args.data_dir, steps=args.steps)
+# --8<-- [start:plot]
+figure, axis = plt.subplots(figsize=(6, 3.5), constrained_layout=True)
+for name, losses in curves.items():
+    axis.plot(np.arange(1, len(losses) + 1), losses, label=name)
+axis.set(xlabel="training step", ylabel="binary cross-entropy", title="Training loss")
+axis.legend()
+axis.grid(True, alpha=0.3)
+figure.savefig("sentiment_training.png", dpi=120)
+print("wrote sentiment_training.png")
+# --8<-- [end:plot]

@@ -1,31 +1,26 @@
 """Tutorial 1: why gates. The gradient of the last output with respect to earlier inputs.
 
-For a SimpleRNN, an LSTM and a GRU (the gated cells with Keras's initialisation and with
-chrono initialisation), at initialisation and after training on a task that needs a memory of
-``T - 1`` steps (recall the sign seen at step 0), this measures ``||d y_T / d x_{T-k}||`` at
-every lag ``k`` and plots the curves on a log scale.
-
-    python docs/tutorials/vanishing_gradients.py            # the full setting, writes the plot
-    python docs/tutorials/vanishing_gradients.py --quick    # what CI runs
-
-The page ``docs/tutorials/vanishing_gradients.md`` shows this file section by section.
+The page ``docs/tutorials/vanishing_gradients.md`` shows all of this file, in order: its code
+blocks, pasted into one file, are this script. ``RNNJAX_QUICK=1`` runs a small setting (what
+CI runs). The page's figure: ``cd docs/tutorials/figures && python ../vanishing_gradients.py``.
 """
 
-from __future__ import annotations
-
-import argparse
+# --8<-- [start:imports]
+import os
 from functools import partial
-from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
+import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
 import rnnjax
 
-FIGURES = Path(__file__).resolve().parent / "figures"
+QUICK = os.environ.get("RNNJAX_QUICK") == "1"  # a small setting, for a quick check
+# sequence length T, units per cell, sequences per batch, training steps
+TIME_STEPS, HIDDEN, BATCH, STEPS = (12, 8, 16, 20) if QUICK else (100, 32, 64, 1500)
+# --8<-- [end:imports]
 
 
 # --8<-- [start:task]
@@ -138,73 +133,39 @@ def experiment(cell, params, batches, test):
 # --8<-- [end:experiment]
 
 
-def main(quick: bool = False, out_dir: str | Path = FIGURES) -> dict[str, Any]:
-    """Runs the tutorial; returns the gradient curves and accuracies, writes the plot."""
-    time_steps, hidden, batch, steps = (12, 8, 16, 20) if quick else (100, 32, 64, 1500)
-    results: dict[str, Any] = {"time_steps": time_steps, "steps": steps}
-
-    # --8<-- [start:run]
-    test = make_batch(jax.random.key(1), 256, time_steps)
-    xs, targets = make_batch(jax.random.key(2), steps * batch, time_steps)
-    batches = xs.reshape(steps, batch, time_steps, 2), targets.reshape(steps, batch)
-    curves = {}
-    for name in MODELS:  # every model sees the same batches, in the same order
-        cell, params = init_model(name, hidden, time_steps, jax.random.key(0))
-        at_init, trained, accuracy, losses = experiment(cell, params, batches, test)
-        curves[name] = {"at initialisation": at_init, "after training": trained}
-        print(
-            f"{name:17s} loss {float(losses[-100:].mean()):.3f}, test accuracy"
-            f" {float(accuracy):.2f}, ||dy_T/dx_0||:"
-            f" {float(at_init[-1]):.1e} at initialisation, {float(trained[-1]):.1e} trained"
-        )
-        results[f"{name} accuracy"] = float(accuracy)
-    # --8<-- [end:run]
-    results["curves"] = {
-        f"{name} {when}": np.asarray(curve)
-        for name, by_when in curves.items()
-        for when, curve in by_when.items()
-    }
-    results["figure"] = plot(curves, time_steps, Path(out_dir))
-    return results
-
+# --8<-- [start:run]
+test = make_batch(jax.random.key(1), 256, TIME_STEPS)
+xs, targets = make_batch(jax.random.key(2), STEPS * BATCH, TIME_STEPS)
+batches = xs.reshape(STEPS, BATCH, TIME_STEPS, 2), targets.reshape(STEPS, BATCH)
+curves = {}
+for name in MODELS:  # every model sees the same batches, in the same order
+    cell, params = init_model(name, HIDDEN, TIME_STEPS, jax.random.key(0))
+    at_init, trained, accuracy, losses = experiment(cell, params, batches, test)
+    curves[name] = {"at initialisation": at_init, "after training": trained}
+    print(
+        f"{name:17s} loss {float(losses[-100:].mean()):.3f}, test accuracy"
+        f" {float(accuracy):.2f}, ||dy_T/dx_0||:"
+        f" {float(at_init[-1]):.1e} at initialisation, {float(trained[-1]):.1e} trained"
+    )
+# --8<-- [end:run]
 
 # --8<-- [start:plot]
-def plot(curves, time_steps, out_dir):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True, constrained_layout=True)
-    colors = {"SimpleRNN": "tab:red", "LSTM": "tab:blue", "GRU": "tab:green"}
-    for axis, when in zip(axes, ("at initialisation", "after training"), strict=True):
-        for name, by_when in curves.items():
-            axis.semilogy(
-                np.arange(time_steps),
-                np.asarray(by_when[when]),
-                color=colors[name.split(",")[0]],
-                linestyle="--" if "chrono" in name else "-",
-                label=name,
-            )
-        axis.set(title=when, xlabel="lag k (steps back from the last input)")
-    axes[0].set(ylabel="mean ||d y_T / d x_{T-k}||")
-    axes[1].legend(frameon=False)
-    figure.suptitle(
-        f"Gradient of the last output with respect to earlier inputs (T = {time_steps})"
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "vanishing_gradients.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
+figure, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True, constrained_layout=True)
+colors = {"SimpleRNN": "tab:red", "LSTM": "tab:blue", "GRU": "tab:green"}
+for axis, when in zip(axes, ("at initialisation", "after training"), strict=True):
+    for name, by_when in curves.items():
+        axis.semilogy(
+            np.arange(TIME_STEPS),
+            np.asarray(by_when[when]),
+            color=colors[name.split(",")[0]],
+            linestyle="--" if "chrono" in name else "-",
+            label=name,
+        )
+    axis.set(title=when, xlabel="lag k (steps back from the last input)")
+    axis.grid(True, which="major", alpha=0.3)
+axes[0].set(ylabel=r"mean $\|\partial y_T / \partial x_{T-k}\|$")
+axes[1].legend(frameon=False, fontsize="small")
+figure.suptitle(f"Gradient of the last output with respect to earlier inputs (T = {TIME_STEPS})")
+figure.savefig("vanishing_gradients.png", dpi=120)
+print("wrote vanishing_gradients.png")
 # --8<-- [end:plot]
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small setting CI runs")
-    parser.add_argument("--out", default=str(FIGURES), help="where the plot goes")
-    args = parser.parse_args()
-    main(quick=args.quick, out_dir=args.out)
