@@ -69,7 +69,7 @@ def make_model(kind: str, hidden: int) -> tuple[rnnjax.Cell, Any]:
 
     def predict(params: Any, xs: jax.Array) -> jax.Array:
         carry, _ = rnnjax.rnn(cell, params["rnn"], xs)
-        h = rnnjax.hidden_state(cell, carry)
+        h = cell.output(carry)
         return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 
     return cell, predict

@@ -221,7 +221,7 @@ class Seq2Seq:
         memory = jnp.zeros((1, 4, self.decoder_size))  # the params do not depend on it
         decoder = self.decoder_cell(memory, jnp.ones(1, jnp.int32))
         decoder_params = decoder.init(keys[2], args.embedding)
-        output = rnnjax.hidden_state(decoder, decoder.initial_carry(decoder_params, 1)).shape[-1]
+        output = decoder.output(decoder.initial_carry(decoder_params, 1)).shape[-1]
         return {
             "source_embedding": jax.random.normal(keys[0], (self.source_vocab, args.embedding))
             * 0.1,

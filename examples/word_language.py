@@ -110,7 +110,7 @@ def main() -> None:
     def logits_fn(params: Any, batch: Any) -> jax.Array:
         xs = params["embedding"][batch["ids"]]  # [batch, time, embedding]
         carry, _ = rnnjax.rnn(cell, params["rnn"], xs, seq_lengths=batch["lengths"])
-        h = rnnjax.hidden_state(cell, carry)  # after each word's end
+        h = cell.output(carry)  # after each word's end
         return h @ params["dense"]["kernel"] + params["dense"]["bias"]
 
     def loss_fn(params: Any, batch: Any, key: jax.Array) -> jax.Array:

@@ -95,3 +95,23 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
         )
     )
     return files
+
+
+def _registry_entries(what: str) -> str:
+    """``::: rnnjax.<name>`` for every cell kind of the registry: its factory (``cells``) or
+    its params type (``params``), so a new kind joins the API reference with no edit here."""
+    from rnnjax._src.registry import CELL_KINDS
+
+    names: list[str] = []
+    for kind in CELL_KINDS.values():
+        name = kind.make.__name__ if what == "cells" else kind.params_type.__name__
+        if name not in names:
+            names.append(name)
+    return "\n\n".join(f"::: rnnjax.{name}\n    options:\n      heading_level: 3" for name in names)
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    """Fills ``<!-- registry: cells -->`` and ``<!-- registry: params -->`` markers."""
+    return re.sub(
+        r"<!-- registry: (cells|params) -->", lambda m: _registry_entries(m.group(1)), markdown
+    )

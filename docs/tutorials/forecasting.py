@@ -59,7 +59,7 @@ def init_params(cell, hidden, key):
 
 def predict(cell, params, windows):  # [batch, time, 1] -> [batch]
     carry, _ = rnnjax.rnn(cell, params["rnn"], windows)
-    return rnnjax.hidden_state(cell, carry) @ params["dense"] + params["bias"]
+    return cell.output(carry) @ params["dense"] + params["bias"]
 
 
 # --8<-- [end:model]

@@ -76,7 +76,7 @@ def init_model(name, hidden, max_lag, key):
 
 def predict(cell, params, xs):  # xs [batch, time, 2] -> y_T [batch]
     carry, _ = rnnjax.rnn(cell, params["rnn"], xs)
-    return rnnjax.hidden_state(cell, carry) @ params["head"] + params["bias"]
+    return cell.output(carry) @ params["head"] + params["bias"]
 
 
 # --8<-- [end:model]
