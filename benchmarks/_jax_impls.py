@@ -32,7 +32,7 @@ from _common import (
 )
 
 import rnnjax
-from rnnjax._src.cells import matmul
+from rnnjax._src.matmul import matmul
 
 Apply = Callable[[Any, jax.Array], jax.Array]
 

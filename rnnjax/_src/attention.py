@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import DTypeLike
 
-from rnnjax._src.cells import matmul
 from rnnjax._src.checks import check_carry, check_seq_lengths, shape_error
 from rnnjax._src.contract import BatchShape, Carry, Cell, Params
+from rnnjax._src.matmul import matmul
 from rnnjax._src.validate import (
     check_cell,
     check_choice,

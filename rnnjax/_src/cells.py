@@ -40,6 +40,7 @@ from rnnjax._src.contract import (
     RecurrentFn,
 )
 from rnnjax._src.initializers import INITIALIZERS, init_weights
+from rnnjax._src.matmul import add_bias, apply_mask, matmul
 from rnnjax._src.validate import check_bool, check_choice, check_int
 
 Array = jax.Array
@@ -137,13 +138,6 @@ def _check_settings(where: str, signature: inspect.Signature, arguments: dict[st
             raise TypeError(f"{where}: {name} must be callable; got {value!r}")
 
 
-def _check_cell_args(hidden_size: int, initializer: str) -> None:
-    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 1:
-        raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}")
-    if initializer not in INITIALIZERS:
-        raise ValueError(f"initializer must be one of {INITIALIZERS}; got {initializer!r}")
-
-
 def _batch_tuple(batch_shape: BatchShape) -> tuple[int, ...]:
     return (batch_shape,) if isinstance(batch_shape, int) else tuple(batch_shape)
 
@@ -153,61 +147,8 @@ def _zeros(params: Params, batch_shape: BatchShape, dtype: DTypeLike | None = No
     return jnp.zeros((*_batch_tuple(batch_shape), hidden), dtype or params.recurrent_kernel.dtype)
 
 
-def _add_bias(z: Array, bias: Array) -> Array:
-    """``z + bias`` with the broadcast spelled out (fine under ``jax_numpy_rank_promotion``)."""
-    return z + bias.reshape((1,) * (z.ndim - 1) + bias.shape)
-
-
-def matmul(x: Array, weight: Array) -> Array:
-    """``x @ weight``; with low-precision weights, ``x`` in their dtype and a float32 result.
-
-    Low precision here is a floating dtype narrower than float32 (bfloat16, float16): the
-    operands go to the matmul unit in that dtype and the products accumulate in float32. The
-    derivatives' matmuls take operands in that dtype too (their results are rounded to it),
-    native on GPUs and TPUs; XLA's CPU backend computes such a dot in float32.
-
-    Example:
-      >>> import jax.numpy as jnp, rnnjax
-      >>> h, weight = jnp.ones((2, 3)), jnp.ones((3, 4), jnp.bfloat16)
-      >>> from rnnjax._src.cells import matmul
-      >>> matmul(h, weight).dtype      # bfloat16 operands, float32 accumulation
-      dtype('float32')
-      >>> matmul(h, weight.astype(jnp.float32)).dtype
-      dtype('float32')
-    """
-    rows = x.reshape(-1, x.shape[-1])  # leading axes folded: a 2-D matmul, and its transposes
-    if jnp.finfo(weight.dtype).bits < 32:
-        product = _low_precision_matmul(rows.astype(weight.dtype), weight)
-    else:
-        product = rows @ weight
-    return product.reshape(*x.shape[:-1], weight.shape[-1])
-
-
-@jax.custom_jvp
-def _low_precision_matmul(x: Array, weight: Array) -> Array:
-    return jnp.matmul(x, weight, preferred_element_type=jnp.float32)
-
-
-@_low_precision_matmul.defjvp
-def _low_precision_matmul_jvp(
-    primals: tuple[Array, Array], tangents: tuple[Array, Array]
-) -> tuple[Array, Array]:
-    # Tangent products in the operands' dtype: JAX transposes them into matmuls whose operands
-    # (the output cotangent among them) are all low precision, never a float32 x bfloat16 mix.
-    (x, weight), (dx, dweight) = primals, tangents
-    tangent = jnp.matmul(dx, weight) + jnp.matmul(x, dweight)
-    return _low_precision_matmul(x, weight), tangent.astype(jnp.float32)
-
-
-def apply_mask(h: Array, mask: Array | None) -> Array:
-    """``h * mask``, ``mask [*batch, hidden]`` broadcast over any extra leading axes of ``h``."""
-    if mask is None:
-        return h
-    return h * mask.reshape((1,) * (h.ndim - mask.ndim) + mask.shape)
-
-
 def _project(params: Params, xs: Array) -> Array:
-    return _add_bias(matmul(xs, params.kernel), params.bias)
+    return add_bias(matmul(xs, params.kernel), params.bias)
 
 
 def _recurrent_matmul(params: Params, h: Array) -> Array:
@@ -322,7 +263,6 @@ def simple_rnn(
       >>> y.shape
       (2, 4)
     """
-    _check_cell_args(hidden_size, initializer)
 
     def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> SimpleRNNParams:
         w = init_weights(initializer, key, input_size, hidden_size, 1, dtype)
@@ -371,7 +311,6 @@ def lstm(hidden_size: int, *, initializer: str = "keras", peephole: bool = False
       >>> carry.c.shape, y.shape
       ((2, 4), (2, 4))
     """
-    _check_cell_args(hidden_size, initializer)
     if check_bool("rnnjax.lstm", "peephole", peephole):
         from rnnjax._src.lstm_variants import peephole_lstm  # it builds on this module
 
@@ -452,7 +391,6 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
       >>> y.shape
       (2, 4)
     """
-    _check_cell_args(hidden_size, initializer)
 
     def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> GRUParams:
         w = init_weights(initializer, key, input_size, hidden_size, 3, dtype)
@@ -486,7 +424,7 @@ def gru(hidden_size: int, reset_after: bool = True, *, initializer: str = "keras
 
 def _gru_recurrent(params: GRUParams, h: Array) -> Array:
     assert params.recurrent_bias is not None, "reset_after=True needs recurrent_bias"
-    return _add_bias(matmul(h, params.recurrent_kernel), params.recurrent_bias)
+    return add_bias(matmul(h, params.recurrent_kernel), params.recurrent_bias)
 
 
 def _gru_combine(projected: Array, recurrent: Array) -> tuple[Array, Array, Array]:

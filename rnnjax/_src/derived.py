@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
-from rnnjax._src.cells import apply_mask
 from rnnjax._src.contract import (
     BatchShape,
     Carry,
@@ -25,6 +24,7 @@ from rnnjax._src.contract import (
     Params,
     Projection,
 )
+from rnnjax._src.matmul import apply_mask
 
 Array = jax.Array
 

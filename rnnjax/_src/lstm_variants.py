@@ -21,19 +21,16 @@ from jax.typing import DTypeLike
 
 from rnnjax._src.cells import (
     LSTMState,
-    _add_bias,
     _cell,
-    _check_cell_args,
     _one_cell_per_setting,
     _params_check,
     _recurrent_matmul,
-    apply_mask,
     lstm_initial_carry,
     lstm_output,
     lstm_weights,
-    matmul,
 )
 from rnnjax._src.contract import Cell
+from rnnjax._src.matmul import add_bias, apply_mask, matmul
 
 Array = jax.Array
 
@@ -121,7 +118,7 @@ def _normalize(z: Array, epsilon: float, gain: Array, bias: Array | None = None)
     centred = z - jnp.mean(z, axis=-1, keepdims=True)
     variance = jnp.mean(jnp.square(centred), axis=-1, keepdims=True)
     normalized = apply_mask(centred * jax.lax.rsqrt(variance + epsilon), gain)
-    return normalized if bias is None else _add_bias(normalized, bias)
+    return normalized if bias is None else add_bias(normalized, bias)
 
 
 def _check_epsilon(epsilon: float) -> float:
@@ -182,7 +179,6 @@ def layer_norm_lstm(hidden_size: int, *, initializer: str = "keras", epsilon: fl
       >>> carry.c.shape, ys.shape
       ((2, 4), (2, 5, 4))
     """
-    _check_cell_args(hidden_size, initializer)
     epsilon = _check_epsilon(epsilon)
     width = 4 * hidden_size
 

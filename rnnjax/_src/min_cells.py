@@ -16,14 +16,12 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from rnnjax._src.cells import (
-    _add_bias,
     _batch_tuple,
-    _check_cell_args,
     _one_cell_per_setting,
-    matmul,
 )
 from rnnjax._src.contract import BatchShape, Cell, LinearScan
 from rnnjax._src.initializers import init_weights
+from rnnjax._src.matmul import add_bias, matmul
 
 Array = jax.Array
 
@@ -79,7 +77,7 @@ def _min_cell(
         return int(kernel[0])
 
     def coefficients_of(params: MinRNNParams, xs: Array) -> tuple[Array, Array]:
-        return coefficients(_add_bias(matmul(xs, params.kernel), params.bias))
+        return coefficients(add_bias(matmul(xs, params.kernel), params.bias))
 
     def step(params: MinRNNParams, h: Array, x: Array) -> tuple[Array, Array]:
         a, b = coefficients_of(params, x)
@@ -140,7 +138,6 @@ def min_gru(hidden_size: int, *, initializer: str = "keras") -> Cell:
       >>> bool(jnp.allclose(parallel, one_by_one, atol=1e-6))
       True
     """
-    _check_cell_args(hidden_size, initializer)
     return _min_cell("min_gru", hidden_size, 2, initializer, _min_gru_coefficients)
 
 
@@ -174,5 +171,4 @@ def min_lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
       >>> y.shape
       (2, 8)
     """
-    _check_cell_args(hidden_size, initializer)
     return _min_cell("min_lstm", hidden_size, 3, initializer, _min_lstm_coefficients)
