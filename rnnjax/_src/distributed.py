@@ -64,8 +64,9 @@ def shard_batch(batch: Batch, mesh: Mesh) -> Batch:
     Example:
       >>> import jax.numpy as jnp, rnnjax.training
       >>> mesh = rnnjax.training.data_parallel_mesh()
-      >>> rnnjax.training.shard_batch({"xs": jnp.ones((4, 3))}, mesh)["xs"].sharding.spec
-      PartitionSpec('data',)
+      >>> batch = rnnjax.training.shard_batch({"xs": jnp.ones((4, 3))}, mesh)
+      >>> batch["xs"].shape, tuple(batch["xs"].sharding.spec)
+      ((4, 3), ('data',))
     """
     sharding, devices = _batch_sharding(mesh), mesh.devices.size
 
@@ -92,8 +93,8 @@ def global_batch(local_batch: Batch, mesh: Mesh) -> Batch:
       >>> import numpy as np, rnnjax.training
       >>> mesh = rnnjax.training.data_parallel_mesh()
       >>> batch = rnnjax.training.global_batch({"xs": np.ones((4, 3))}, mesh)
-      >>> batch["xs"].shape, batch["xs"].sharding.spec
-      ((4, 3), PartitionSpec('data',))
+      >>> batch["xs"].shape, tuple(batch["xs"].sharding.spec)
+      ((4, 3), ('data',))
     """
     sharding = _batch_sharding(mesh)
     local_devices = len(mesh.local_devices)
