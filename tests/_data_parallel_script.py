@@ -41,7 +41,15 @@ try:
     uneven_error = None
 except ValueError as error:
     uneven_error = str(error)
+try:
+    training.global_batch({"x": np.ones((9, 2))}, training.data_parallel_mesh())
+    uneven_local_error = None
+except ValueError as error:
+    uneven_local_error = str(error)
 mesh = training.data_parallel_mesh()
+rows = np.arange(32.0).reshape(16, 2)
+placed = training.global_batch(rows, mesh), training.shard_batch(rows, mesh)
+key = training.replicate(jax.random.key(3), mesh)
 difference = jax.tree.map(
     lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))), single.params, sharded.params
 )
@@ -52,6 +60,11 @@ print(
             "params_devices": len(jax.tree.leaves(sharded.params)[0].devices()),
             "batch_sharding": str(training.shard_batch(jnp.ones((32, 2)), mesh).sharding.spec),
             "uneven_error": uneven_error,
+            "uneven_local_error": uneven_local_error,
+            "global_batch_equals_shard_batch": placed[0].sharding == placed[1].sharding
+            and bool((placed[0] == placed[1]).all()),
+            "replicated_key_is_typed": jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+            and len(key.devices()) == 8,
             "max_difference": max(jax.tree.leaves(difference)),
         }
     )

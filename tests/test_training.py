@@ -147,6 +147,25 @@ def test_epoch_batches():
         training.epoch_batches((np.zeros(10), np.zeros(9)), 2)
 
 
+@pytest.mark.parametrize("processes", [2, 4])
+def test_epoch_batches_gives_each_process_its_share_in_the_global_order(processes):
+    data = make_data(20)
+    whole = training.epoch_batches(data, 8, seed=2)
+    shares = [
+        training.epoch_batches(data, 8, seed=2, process_index=i, process_count=processes)
+        for i in range(processes)
+    ]
+    for step in (0, 1, 2, 5):  # 2 batches an epoch: several epochs
+        together = [share(step) for share in shares]
+        for name in data:
+            joined = np.concatenate([part[name] for part in together])
+            np.testing.assert_array_equal(joined, whole(step)[name])
+    with pytest.raises(ValueError, match=r"batch_size \(6\) must divide by process_count \(4\)"):
+        training.epoch_batches(data, 6, process_index=0, process_count=4)
+    with pytest.raises(ValueError, match=r"process_index must be in \[0, 2\); got process_index 2"):
+        training.epoch_batches(data, 6, process_index=2, process_count=2)
+
+
 def run_fit_script(out, *flags):
     script = Path(__file__).with_name("_fit_script.py")
     command = [sys.executable, str(script), str(out), *flags]
@@ -196,6 +215,9 @@ def test_keep_best_errors():
     start = trainer.init(make_params(), jax.random.key(0))
     with pytest.raises(ValueError, match="keep_best needs evaluate"):
         training.fit(trainer, start, lambda s: None, 1, keep_best=training.KeepBest("x"))
+    mesh = training.data_parallel_mesh()
+    with pytest.raises(ValueError, match="fit: give mesh or place_batch, not both"):
+        training.fit(trainer, start, lambda s: None, 1, mesh=mesh, place_batch=lambda b: b)
 
 
 def test_data_parallel_on_8_devices_equals_one_device():
@@ -222,6 +244,11 @@ def test_data_parallel_on_8_devices_equals_one_device():
         "rnnjax.training.shard_batch: the batch axis (9) must divide by the number of devices"
         " (8); got an array of shape (9, 2)"
     )
+    assert report["uneven_local_error"] == (
+        "rnnjax.training.global_batch: the batch axis (9) must divide by the number of this"
+        " process's devices (8); got an array of shape (9, 2)"
+    )
+    assert report["global_batch_equals_shard_batch"] and report["replicated_key_is_typed"]
 
 
 MULTIPROCESS_SCRIPT = Path(__file__).with_name("_multiprocess_script.py")
