@@ -1,0 +1,146 @@
+"""Steps per second of the example trainers, data-parallel on 1..N devices and processes.
+
+Runs an example trainer unchanged (``examples/forecast.py`` or ``examples/word_language.py``),
+with its ``rnnjax.training.fit`` given ``mesh=data_parallel_mesh()``, in fresh processes on
+simulated CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count``), one process or
+several on 127.0.0.1 (``jax.distributed``, gloo). Steps/s come from the run's own metrics rows
+(``seconds`` since the loop began), past the first ``--warmup`` steps (compilation).
+
+    python benchmarks/data_parallel.py                          # both trainers, the grid below
+    python benchmarks/data_parallel.py --trainers forecast --steps 200
+
+The grid: no mesh on one device (the example as shipped), then a mesh over 1, 2 and 4 devices
+in one process, and 2 processes with 1 and with 2 devices each. Simulated devices share the
+machine's cores: the figures show the overhead of the mesh and of crossing processes, not a
+speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import runpy
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINERS = {
+    "forecast": ["examples/forecast.py", "--cells", "lstm"],
+    "word_language": ["examples/word_language.py"],
+}
+GRID = [  # (processes, devices per process, mesh)
+    (1, 1, False),
+    (1, 1, True),
+    (1, 2, True),
+    (1, 4, True),
+    (2, 1, True),
+    (2, 2, True),
+]
+
+
+def child(args: argparse.Namespace) -> None:
+    """One process of a run: the example's ``main`` with ``fit(..., mesh=...)``."""
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    import rnnjax.training as training
+
+    if args.processes > 1:
+        jax.distributed.initialize(
+            coordinator_address=f"127.0.0.1:{args.port}",
+            num_processes=args.processes,
+            process_id=args.process_id,
+        )
+    mesh = training.data_parallel_mesh() if args.mesh else None
+    training.fit = functools.partial(training.fit, mesh=mesh)
+    script, *flags = TRAINERS[args.trainer]
+    steps = ["--steps", str(args.steps), "--eval-every", str(10 * args.steps)]
+    if args.trainer != "forecast":
+        steps = steps[:2]  # word_language evaluates every 500 steps
+    sys.argv = [script, *flags, *steps, "--out", args.out, "--no-progress"]
+    runpy.run_path(str(ROOT / script), run_name="__main__")
+
+
+def steps_per_second(out: Path, warmup: int) -> float:
+    [path] = out.glob("*-metrics.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [row for row in rows if "loss" in row and row["step"] >= warmup]
+    first, last = rows[0], rows[-1]
+    return (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
+
+
+def launch(trainer: str, processes: int, devices: int, mesh: bool, args: argparse.Namespace):
+    """Runs one configuration in fresh processes; always ends them. Returns steps/s."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, __file__, "--child", "--trainer", trainer, "--out", out]
+        command += ["--steps", str(args.steps), "--processes", str(processes), "--port", str(port)]
+        command += ["--mesh"] if mesh else []
+        running = []
+        try:
+            for index in range(processes):
+                running.append(
+                    subprocess.Popen(
+                        [*command, "--process-id", str(index)],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                        start_new_session=True,
+                    )
+                )
+            errors = [process.communicate(timeout=args.timeout)[1] for process in running]
+            for process, error in zip(running, errors, strict=True):
+                if process.returncode:
+                    raise RuntimeError(f"{trainer} failed:\n{error[-3000:]}")
+        finally:
+            for process in running:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+        return steps_per_second(Path(out), args.warmup)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trainers", default="forecast,word_language")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=50, help="steps left out of the rate")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per run")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trainer", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--mesh", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    trainers = args.trainers.split(",")
+    print("| processes x devices | mesh | " + " | ".join(f"{t} steps/s" for t in trainers) + " |")
+    print("|---|---|" + "---|" * len(trainers))
+    for processes, devices, mesh in GRID:
+        rates = [launch(trainer, processes, devices, mesh, args) for trainer in trainers]
+        cells = " | ".join(f"{rate:.0f}" for rate in rates)
+        print(f"| {processes} x {devices} | {'yes' if mesh else 'no'} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
