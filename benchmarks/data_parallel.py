@@ -4,10 +4,11 @@ Runs an example trainer unchanged (``examples/forecast.py`` or ``examples/word_l
 with its ``rnnjax.training.fit`` given ``mesh=data_parallel_mesh()``, in fresh processes on
 simulated CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count``), one process or
 several on 127.0.0.1 (``jax.distributed``, gloo). Steps/s come from the run's own metrics rows
-(``seconds`` since the loop began), past the first ``--warmup`` steps (compilation).
+(``seconds`` since the loop began), past the first ``--warmup`` steps (compilation); with
+``--repeats N`` each cell is the median of N runs, taken round-robin over the grid.
 
     python benchmarks/data_parallel.py                          # both trainers, the grid below
-    python benchmarks/data_parallel.py --trainers forecast --steps 200
+    python benchmarks/data_parallel.py --trainers forecast --steps 200 --repeats 3
 
 The grid: no mesh on one device (the example as shipped), then a mesh over 1, 2 and 4 devices
 in one process, and 2 processes with 1 and with 2 devices each. Simulated devices share the
@@ -19,15 +20,18 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import runpy
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINERS = {
@@ -121,6 +125,7 @@ def main() -> None:
     parser.add_argument("--trainers", default="forecast,word_language")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=50, help="steps left out of the rate")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per cell; the median")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--trainer", help=argparse.SUPPRESS)
@@ -134,12 +139,20 @@ def main() -> None:
         child(args)
         return
     trainers = args.trainers.split(",")
+    rates: dict[tuple[Any, ...], list[float]] = {}
+    for _ in range(args.repeats):  # round-robin over the grid, so drift hits every cell alike
+        for trainer, (processes, devices, mesh) in itertools.product(trainers, GRID):
+            rate = launch(trainer, processes, devices, mesh, args)
+            rates.setdefault((trainer, processes, devices, mesh), []).append(rate)
+            print(f"{trainer} {processes} x {devices} mesh={mesh}: {rate:.1f}", file=sys.stderr)
     print("| processes x devices | mesh | " + " | ".join(f"{t} steps/s" for t in trainers) + " |")
     print("|---|---|" + "---|" * len(trainers))
     for processes, devices, mesh in GRID:
-        rates = [launch(trainer, processes, devices, mesh, args) for trainer in trainers]
-        cells = " | ".join(f"{rate:.0f}" for rate in rates)
-        print(f"| {processes} x {devices} | {'yes' if mesh else 'no'} | {cells} |", flush=True)
+        cells = " | ".join(
+            f"{statistics.median(rates[trainer, processes, devices, mesh]):.0f}"
+            for trainer in trainers
+        )
+        print(f"| {processes} x {devices} | {'yes' if mesh else 'no'} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 collectives on CPU; 2 simulated devices each through ``XLA_FLAGS``) training a small LSTM with
 ``fit(..., mesh=data_parallel_mesh())``: checkpoints in ``OUT/checkpoints`` (every 3 steps),
 metrics rows in ``OUT/metrics.jsonl`` (every step), evaluation with ``KeepBest`` every 2.
-``--kill-at-batch K`` SIGKILLs the process when it asks for batch ``K``.
+``--kill-at-batch K`` SIGKILLs the process when it asks for batch ``K``;
+``--sigint-at-batch K`` sends SIGINT (Ctrl-C) to process 1 alone there (exit status 130).
 
 ``python tests/_multiprocess_script.py OUT --processes 1`` runs the same training in one
 process twice: on a mesh of all its devices (``OUT/mesh``) and with no mesh at all, on one
@@ -40,7 +41,7 @@ def loss_fn(params, batch, key):
     return jnp.mean((carry.h @ params["head"] + noise - batch["ys"]) ** 2)
 
 
-def train(out, mesh, kill_at_batch=None):
+def train(out, mesh, kill_at_batch=None, sigint_at_batch=None):
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(32, 5, 2)).astype(np.float32)
     data = {"xs": xs, "lengths": rng.integers(1, 6, 32), "ys": np.sin(xs.sum((1, 2)))}
@@ -50,6 +51,8 @@ def train(out, mesh, kill_at_batch=None):
     def get_batch(step):
         if step == kill_at_batch:
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == sigint_at_batch and jax.process_index() == 1:
+            os.kill(os.getpid(), signal.SIGINT)
         return local_rows(step)
 
     keys = jax.random.split(jax.random.key(0), 3)
@@ -87,6 +90,7 @@ def main():
     parser.add_argument("--process-id", type=int, default=0)
     parser.add_argument("--port", type=int)
     parser.add_argument("--kill-at-batch", type=int)
+    parser.add_argument("--sigint-at-batch", type=int)
     args = parser.parse_args()
     if args.processes == 1:
         mesh = training.data_parallel_mesh()
@@ -99,7 +103,12 @@ def main():
         num_processes=args.processes,
         process_id=args.process_id,
     )
-    result = train(args.out, training.data_parallel_mesh(), args.kill_at_batch)
+    try:
+        result = train(
+            args.out, training.data_parallel_mesh(), args.kill_at_batch, args.sigint_at_batch
+        )
+    except KeyboardInterrupt:
+        return 130
     if jax.process_index() == 0:
         print(json.dumps({"processes": jax.process_count(), **result}))
     return 0

@@ -299,16 +299,23 @@ def results(running, timeout=60):
     ]
 
 
-def test_two_processes_killed_and_resumed_equal_one_process_and_one_device(tmp_path):
-    """``fit(mesh=...)`` on two real processes (gloo, 2 CPU devices each), killed after step 5
-    and resumed from the checkpoint of step 3, ends as one process on 4 devices and as one
-    device with no mesh: params, optimiser state, best record and metrics rows."""
+def test_two_processes_stopped_killed_and_resumed_equal_one_process_and_one_device(tmp_path):
+    """``fit(mesh=...)`` on two real processes (gloo, 2 CPU devices each): Ctrl-C to process 1
+    alone stops both after step 2 (saved); resumed, then killed after step 5; resumed from the
+    checkpoint of step 3 to the end, the run equals one process on 4 devices and one device
+    with no mesh: params, optimiser state, best record and metrics rows."""
     two = tmp_path / "two"
-    with launched(tmp_path, 1, 4) as reference, launched(two, 2, 2, "--kill-at-batch", "5") as pair:
-        killed = results(pair)
-        assert killed[0][0] == -9 and killed[1][0] != 0, killed[0][2][-3000:] + killed[1][2][-3000:]
+    with launched(tmp_path, 1, 4) as reference:
+        with launched(two, 2, 2, "--sigint-at-batch", "1") as pair:
+            stopped = results(pair)
+        assert [code for code, _, _ in stopped] == [130, 130], stopped[1][2][-3000:]
+        assert "interrupted at step 2 of 8; saved a checkpoint in" in stopped[0][2]
+        assert "interrupted" not in stopped[1][2]  # messages from process 0 only
+        with launched(two, 2, 2, "--kill-at-batch", "5") as pair:
+            killed = results(pair)
+        assert killed[0][0] == -9 and killed[1][0] != 0, killed[0][2][-3000:]
         checkpoints = sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.isdigit())
-        assert checkpoints == ["3"]
+        assert checkpoints == ["2", "3"]
         with launched(two, 2, 2) as pair:
             resumed = results(pair)
         [(code, stdout, stderr)] = results(reference)
