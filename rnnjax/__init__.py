@@ -46,6 +46,9 @@ from rnnjax._src.linear import linear_recurrence as linear_recurrence
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
+from rnnjax._src.time_sharded import (
+    time_sharded_linear_recurrence as time_sharded_linear_recurrence,
+)
 
 __version__ = "0.1.0"
 
@@ -81,6 +84,7 @@ __all__ = (
     "simple_rnn",
     "stack",
     "tbptt",
+    "time_sharded_linear_recurrence",
 )
 
 _SUBMODULES = ("interop", "linen", "nnx", "training")

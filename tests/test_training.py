@@ -220,7 +220,7 @@ def test_keep_best_errors():
         training.fit(trainer, start, lambda s: None, 1, mesh=mesh, place_batch=lambda b: b)
 
 
-def test_data_parallel_on_8_devices_equals_one_device():
+def test_data_parallel_and_time_sharded_on_8_devices_equal_one_device():
     script = Path(__file__).with_name("_data_parallel_script.py")
     env = {
         **os.environ,
@@ -249,6 +249,16 @@ def test_data_parallel_on_8_devices_equals_one_device():
         " process's devices (8); got an array of shape (9, 2)"
     )
     assert report["global_batch_equals_shard_batch"] and report["replicated_key_is_typed"]
+    sharded = report["time_sharded"]  # T=65,536 on 4 devices against linear_recurrence
+    for reverse in ("reverse=False", "reverse=True"):
+        assert sharded[reverse]["hs_sharding"] == "(None, 'time')"
+        for part in ("hs", "final", "loss", "grads"):
+            assert sharded[reverse][part] < 1e-5, (reverse, part, sharded[reverse][part])
+    assert sharded["min_gru"] < 1e-5  # a minGRU's coefficients through it equal rnnjax.rnn
+    assert sharded["error"] == (
+        "rnnjax.time_sharded_linear_recurrence: the time axis (10) must divide by the size of"
+        " mesh axis 'time' (4); got a of shape (2, 10, 4)"
+    )
 
 
 MULTIPROCESS_SCRIPT = Path(__file__).with_name("_multiprocess_script.py")
