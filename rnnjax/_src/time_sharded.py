@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from rnnjax._src.checks import check_seq_lengths
 from rnnjax._src.linear import Method, _recurrence, default_method
@@ -115,8 +115,13 @@ def time_sharded_linear_recurrence(
         in_specs=(PartitionSpec(axis_name), PartitionSpec(axis_name), PartitionSpec()),
         out_specs=(PartitionSpec(axis_name), PartitionSpec(axis_name)),
     )
+    split, whole = (
+        NamedSharding(mesh, PartitionSpec(axis_name)),
+        NamedSharding(mesh, PartitionSpec()),
+    )
+    a, b, initial = jax.device_put((a, b, initial), (split, split, whole))  # any mesh axis type
     finals, hs = chunk(a, b, initial)
-    final = finals[0]  # each device's copy
+    final = jax.device_put(finals, whole)[0]  # every device computed the same final state
     if valid is not None:
         hs = jnp.where(valid, hs, 0)
     return final, jnp.moveaxis(hs, 0, time_axis)
