@@ -3,9 +3,10 @@
 Runs an example trainer unchanged (``examples/forecast.py`` or ``examples/word_language.py``),
 with its ``rnnjax.training.fit`` given ``mesh=data_parallel_mesh()``, in fresh processes on
 simulated CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count``), one process or
-several on 127.0.0.1 (``jax.distributed``, gloo). Steps/s come from the run's own metrics rows
-(``seconds`` since the loop began), past the first ``--warmup`` steps (compilation); with
-``--repeats N`` each cell is the median of N runs, taken round-robin over the grid.
+several on 127.0.0.1 (``jax.distributed``, gloo). Timed: the steps after the first
+``--warmup`` (compilation), as steps per second (wall clock of process 0) and as CPU
+milliseconds per step (all processes and threads: less sensitive to other load on a shared
+machine); with ``--repeats N`` each cell is the median of N runs, taken round-robin.
 
     python benchmarks/data_parallel.py                          # both trainers, the grid below
     python benchmarks/data_parallel.py --trainers forecast --steps 200 --repeats 3
@@ -19,7 +20,6 @@ speed-up.
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import os
@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,21 @@ def child(args: argparse.Namespace) -> None:
             process_id=args.process_id,
         )
     mesh = training.data_parallel_mesh() if args.mesh else None
-    training.fit = functools.partial(training.fit, mesh=mesh)
+    fit, marks = training.fit, {}
+
+    def timed_fit(trainer: Any, state: Any, get_batch: Any, num_steps: int, **options: Any) -> Any:
+        def timed_batches(step: int) -> Any:  # marks the window warmup .. num_steps - 1
+            if step in (args.warmup, num_steps - 1):
+                marks[step] = (time.perf_counter(), time.process_time())
+            return get_batch(step)
+
+        state = fit(trainer, state, timed_batches, num_steps, mesh=mesh, **options)
+        (wall0, cpu0), (wall1, cpu1) = marks[args.warmup], marks[num_steps - 1]
+        timing = {"steps": num_steps - 1 - args.warmup, "wall": wall1 - wall0, "cpu": cpu1 - cpu0}
+        Path(args.out, f"timing-{args.process_id}.json").write_text(json.dumps(timing))
+        return state
+
+    training.fit = timed_fit
     script, *flags = TRAINERS[args.trainer]
     steps = ["--steps", str(args.steps), "--eval-every", str(10 * args.steps)]
     if args.trainer != "forecast":
@@ -71,16 +86,18 @@ def child(args: argparse.Namespace) -> None:
     runpy.run_path(str(ROOT / script), run_name="__main__")
 
 
-def steps_per_second(out: Path, warmup: int) -> float:
-    [path] = out.glob("*-metrics.jsonl")
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    rows = [row for row in rows if "loss" in row and row["step"] >= warmup]
-    first, last = rows[0], rows[-1]
-    return (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
+def rates(out: Path, processes: int) -> tuple[float, float]:
+    """Steps per second (process 0's wall clock) and CPU milliseconds per step (all processes,
+    all their threads: what the run costs, less sensitive to other load than the wall clock)."""
+    timings = [json.loads(Path(out, f"timing-{i}.json").read_text()) for i in range(processes)]
+    steps = timings[0]["steps"]
+    return steps / timings[0]["wall"], 1000 * sum(t["cpu"] for t in timings) / steps
 
 
-def launch(trainer: str, processes: int, devices: int, mesh: bool, args: argparse.Namespace):
-    """Runs one configuration in fresh processes; always ends them. Returns steps/s."""
+def launch(
+    trainer: str, processes: int, devices: int, mesh: bool, args: argparse.Namespace
+) -> tuple[float, float]:
+    """Runs one configuration in fresh processes; always ends them. Returns :func:`rates`."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -91,7 +108,8 @@ def launch(trainer: str, processes: int, devices: int, mesh: bool, args: argpars
     }
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, __file__, "--child", "--trainer", trainer, "--out", out]
-        command += ["--steps", str(args.steps), "--processes", str(processes), "--port", str(port)]
+        command += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
+        command += ["--processes", str(processes), "--port", str(port)]
         command += ["--mesh"] if mesh else []
         running = []
         try:
@@ -115,7 +133,7 @@ def launch(trainer: str, processes: int, devices: int, mesh: bool, args: argpars
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
-        return steps_per_second(Path(out), args.warmup)
+        return rates(Path(out), processes)
 
 
 def main() -> None:
@@ -139,20 +157,22 @@ def main() -> None:
         child(args)
         return
     trainers = args.trainers.split(",")
-    rates: dict[tuple[Any, ...], list[float]] = {}
+    measured: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
     for _ in range(args.repeats):  # round-robin over the grid, so drift hits every cell alike
         for trainer, (processes, devices, mesh) in itertools.product(trainers, GRID):
             rate = launch(trainer, processes, devices, mesh, args)
-            rates.setdefault((trainer, processes, devices, mesh), []).append(rate)
-            print(f"{trainer} {processes} x {devices} mesh={mesh}: {rate:.1f}", file=sys.stderr)
-    print("| processes x devices | mesh | " + " | ".join(f"{t} steps/s" for t in trainers) + " |")
-    print("|---|---|" + "---|" * len(trainers))
+            measured.setdefault((trainer, processes, devices, mesh), []).append(rate)
+            print(f"{trainer} {processes} x {devices} mesh={mesh}: {rate}", file=sys.stderr)
+    heads = [f"{t} steps/s | {t} CPU ms/step" for t in trainers]
+    print("| processes x devices | mesh | " + " | ".join(heads) + " |")
+    print("|---|---|" + "---|---|" * len(trainers))
     for processes, devices, mesh in GRID:
-        cells = " | ".join(
-            f"{statistics.median(rates[trainer, processes, devices, mesh]):.0f}"
-            for trainer in trainers
-        )
-        print(f"| {processes} x {devices} | {'yes' if mesh else 'no'} | {cells} |")
+        cells = []
+        for trainer in trainers:
+            runs = measured[trainer, processes, devices, mesh]
+            cells.append(f"{statistics.median(r[0] for r in runs):.0f}")
+            cells.append(f"{statistics.median(r[1] for r in runs):.1f}")
+        print(f"| {processes} x {devices} | {'yes' if mesh else 'no'} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
