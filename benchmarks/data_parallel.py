@@ -156,6 +156,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # so runs get ended
     trainers = args.trainers.split(",")
     measured: dict[tuple[Any, ...], list[tuple[float, float]]] = {}
     for _ in range(args.repeats):  # round-robin over the grid, so drift hits every cell alike
