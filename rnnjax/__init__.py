@@ -47,6 +47,9 @@ from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
 from rnnjax._src.padding import pad_sequences as pad_sequences
 from rnnjax._src.settings import ModuleSettings as ModuleSettings
+from rnnjax._src.time_sharded import (
+    time_sharded_linear_recurrence as time_sharded_linear_recurrence,
+)
 
 __version__ = "0.1.0"
 
@@ -83,6 +86,7 @@ __all__ = (
     "simple_rnn",
     "stack",
     "tbptt",
+    "time_sharded_linear_recurrence",
 )
 
 _SUBMODULES = ("interop", "linen", "nnx", "training")

@@ -2,8 +2,12 @@
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -143,6 +147,25 @@ def test_epoch_batches():
         training.epoch_batches((np.zeros(10), np.zeros(9)), 2)
 
 
+@pytest.mark.parametrize("processes", [2, 4])
+def test_epoch_batches_gives_each_process_its_share_in_the_global_order(processes):
+    data = make_data(20)
+    whole = training.epoch_batches(data, 8, seed=2)
+    shares = [
+        training.epoch_batches(data, 8, seed=2, process_index=i, process_count=processes)
+        for i in range(processes)
+    ]
+    for step in (0, 1, 2, 5):  # 2 batches an epoch: several epochs
+        together = [share(step) for share in shares]
+        for name in data:
+            joined = np.concatenate([part[name] for part in together])
+            np.testing.assert_array_equal(joined, whole(step)[name])
+    with pytest.raises(ValueError, match=r"batch_size \(6\) must divide by process_count \(4\)"):
+        training.epoch_batches(data, 6, process_index=0, process_count=4)
+    with pytest.raises(ValueError, match=r"process_index must be in \[0, 2\); got process_index 2"):
+        training.epoch_batches(data, 6, process_index=2, process_count=2)
+
+
 def run_fit_script(out, *flags):
     script = Path(__file__).with_name("_fit_script.py")
     command = [sys.executable, str(script), str(out), *flags]
@@ -192,9 +215,12 @@ def test_keep_best_errors():
     start = trainer.init(make_params(), jax.random.key(0))
     with pytest.raises(ValueError, match="keep_best needs evaluate"):
         training.fit(trainer, start, lambda s: None, 1, keep_best=training.KeepBest("x"))
+    mesh = training.data_parallel_mesh()
+    with pytest.raises(ValueError, match="fit: give mesh or place_batch, not both"):
+        training.fit(trainer, start, lambda s: None, 1, mesh=mesh, place_batch=lambda b: b)
 
 
-def test_data_parallel_on_8_devices_equals_one_device():
+def test_data_parallel_and_time_sharded_on_8_devices_equal_one_device():
     script = Path(__file__).with_name("_data_parallel_script.py")
     env = {
         **os.environ,
@@ -218,3 +244,113 @@ def test_data_parallel_on_8_devices_equals_one_device():
         "rnnjax.training.shard_batch: the batch axis (9) must divide by the number of devices"
         " (8); got an array of shape (9, 2)"
     )
+    assert report["uneven_local_error"] == (
+        "rnnjax.training.global_batch: the batch axis (9) must divide by the number of this"
+        " process's devices (8); got an array of shape (9, 2)"
+    )
+    assert report["global_batch_equals_shard_batch"] and report["replicated_key_is_typed"]
+    sharded = report["time_sharded"]  # T=65,536 on 4 devices against linear_recurrence
+    for reverse in ("reverse=False", "reverse=True"):
+        assert sharded[reverse]["hs_sharding"] == "(None, 'time')"
+        for part in ("hs", "final", "loss", "grads"):
+            assert sharded[reverse][part] < 1e-5, (reverse, part, sharded[reverse][part])
+    assert sharded["min_gru"] < 1e-5  # a minGRU's coefficients through it equal rnnjax.rnn
+    assert sharded["error"] == (
+        "rnnjax.time_sharded_linear_recurrence: the time axis (10) must divide by the size of"
+        " mesh axis 'time' (4); got a of shape (2, 10, 4)"
+    )
+
+
+MULTIPROCESS_SCRIPT = Path(__file__).with_name("_multiprocess_script.py")
+
+
+@contextmanager
+def launched(out, processes, devices, *flags):
+    """Starts the script as ``processes`` processes on 127.0.0.1 (``devices`` CPU devices
+    each); on leaving, every one still running is killed with its whole process group,
+    whatever happened (a timeout, a failed assertion)."""
+    with socket.socket() as probe:  # a free port for the coordinator
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    command = [sys.executable, str(MULTIPROCESS_SCRIPT), str(out), "--processes", str(processes)]
+    running = []
+    try:
+        for index in range(processes):
+            process_flags = ["--process-id", str(index), "--port", str(port), *flags]
+            running.append(
+                subprocess.Popen(
+                    command + process_flags,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,  # its own process group, killed below
+                )
+            )
+        yield running
+    finally:
+        for process in running:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+
+
+def results(running, timeout=60):
+    """``(returncode, stdout, stderr)`` of each process, waiting at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    outputs = [p.communicate(timeout=max(deadline - time.monotonic(), 1)) for p in running]
+    return [
+        (p.returncode, stdout, stderr) for p, (stdout, stderr) in zip(running, outputs, strict=True)
+    ]
+
+
+def test_two_processes_stopped_killed_and_resumed_equal_one_process_and_one_device(tmp_path):
+    """``fit(mesh=...)`` on two real processes (gloo, 2 CPU devices each): Ctrl-C to process 1
+    alone stops both after step 2 (saved); resumed, then killed after step 5; resumed from the
+    checkpoint of step 3 to the end, the run equals one process on 4 devices and one device
+    with no mesh: params, optimiser state, best record and metrics rows."""
+    two = tmp_path / "two"
+    with launched(tmp_path, 1, 4) as reference:
+        with launched(two, 2, 2, "--sigint-at-batch", "1") as pair:
+            stopped = results(pair)
+        assert [code for code, _, _ in stopped] == [130, 130], stopped[1][2][-3000:]
+        assert "interrupted at step 2 of 8; saved a checkpoint in" in stopped[0][2]
+        assert "interrupted" not in stopped[1][2]  # messages from process 0 only
+        with launched(two, 2, 2, "--kill-at-batch", "5") as pair:
+            killed = results(pair)
+        assert killed[0][0] == -9 and killed[1][0] != 0, killed[0][2][-3000:]
+        checkpoints = sorted(p.name for p in (two / "checkpoints").iterdir() if p.name.isdigit())
+        assert checkpoints == ["2", "3"]
+        with launched(two, 2, 2) as pair:
+            resumed = results(pair)
+        [(code, stdout, stderr)] = results(reference)
+    assert [code for code, _, _ in resumed] == [0, 0], resumed[0][2][-3000:] + resumed[1][2][-3000:]
+    assert "{" not in resumed[1][1]  # process 0 prints the result, process 1 does not
+    got = json.loads(resumed[0][1].strip().splitlines()[-1])
+    assert code == 0, stderr[-3000:]
+    want = json.loads(stdout.strip().splitlines()[-1])
+    assert (got["processes"], got["devices"], want["mesh"]["devices"], want["one"]["devices"]) == (
+        2, 4, 4, 1,
+    )  # fmt: skip
+
+    def rows(path):
+        lines = path.read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+    for run in ("mesh", "one"):
+        for part in ("params", "opt_state"):
+            for a, b in zip(got[part], want[run][part], strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        assert got["best"]["step"] == want[run]["best"]["step"]
+        np.testing.assert_allclose(got["best"]["score"], want[run]["best"]["score"], rtol=1e-6)
+        ours, theirs = rows(two / "metrics.jsonl"), rows(tmp_path / run / "metrics.jsonl")
+        assert [sorted(r.items()) for r in ours] != [] and len(ours) == len(theirs)
+        for mine, other in zip(ours, theirs, strict=True):
+            assert mine.keys() == other.keys() and mine["step"] == other["step"]
+            np.testing.assert_allclose(list(mine.values()), list(other.values()), rtol=1e-6)
+    assert [r["step"] for r in rows(two / "metrics.jsonl") if "loss" in r] == list(range(1, 9))
