@@ -46,6 +46,8 @@ from rnnjax._src.linear import linear_recurrence as linear_recurrence
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
+from rnnjax._src.newton import NewtonInfo as NewtonInfo
+from rnnjax._src.newton_rnn import newton_rnn as newton_rnn
 
 __version__ = "0.1.0"
 
@@ -62,6 +64,7 @@ __all__ = (
     "Layer",
     "LinearScan",
     "MinRNNParams",
+    "NewtonInfo",
     "Projection",
     "SimpleRNNParams",
     "attention",
@@ -76,6 +79,7 @@ __all__ = (
     "matmul",
     "min_gru",
     "min_lstm",
+    "newton_rnn",
     "rnn",
     "rnn_with_resets",
     "simple_rnn",

@@ -10,7 +10,7 @@ a ``projection`` may have its input projection hoisted out of the scan, and one 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ from rnnjax._src.checks import check_carry, check_seq_lengths, shape_error
 from rnnjax._src.contract import Carry, Cell, Params
 from rnnjax._src.fused import fused_scan
 from rnnjax._src.linear import default_method, scan_time_leading
+from rnnjax._src.newton_entry import default_newton, newton_scan, newton_settings
 from rnnjax._src.updates import advance, reset
 
 Array = jax.Array
@@ -104,7 +105,7 @@ def rnn(
     remat: bool = False,
     fused_backward: bool | None = None,
     hoist_projection: bool | None = None,
-    parallel: bool | None = None,
+    parallel: bool | Literal["newton"] | None = None,
 ) -> tuple[Carry, Array]:
     """Runs ``cell`` over the time axis of ``xs``: one ``lax.scan``, any JAX transformation.
 
@@ -143,7 +144,12 @@ def rnn(
         :func:`rnnjax.min_lstm`): compute every step's coefficients at once and run
         :func:`rnnjax.linear_recurrence` over them (``None``, the default, or ``True``), or
         step the cell one token at a time (``False``). Same values and gradients to float32
-        rounding.
+        rounding. ``"newton"``: for a cell with the ``diagonal_jacobian`` capability, solve
+        all steps at once by Newton's method, each iteration one linear recurrence, with the
+        default tolerance and cap and the sequential scan as fallback
+        (:func:`rnnjax.newton_rnn` gives the options, quasi-Newton for dense cells and the
+        iteration count). ``None`` chooses Newton for such cells on accelerators from 2048
+        steps on, the sequential scan on CPU (measured faster there).
 
     Returns:
       ``(final_carry, ys)``: the carry after the last valid step of each sequence (the
@@ -193,7 +199,12 @@ def rnn(
     if resets is not None:
         flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
 
-    if _choose_parallel(cell, parallel):
+    if parallel == "newton" or (parallel is None and default_newton(cell, time)):
+        settings = newton_settings(cell, initial_carry, remat, unroll)
+        final_carry, ys, _ = newton_scan(
+            cell, settings, params, initial_carry, inputs, valid, flags, fresh, reverse
+        )
+    elif _choose_parallel(cell, parallel):
         final_carry, ys = _run_linear(
             cell, params, inputs, initial_carry, fresh, valid, flags, reverse, remat
         )
@@ -228,7 +239,11 @@ def warn_fused_backward(fused_backward: bool | None, where: str) -> None:
         )
 
 
-def _choose_parallel(cell: Cell, parallel: bool | None) -> bool:
+def _choose_parallel(cell: Cell, parallel: bool | str | None) -> bool:
+    if parallel not in (None, True, False):
+        raise ValueError(
+            f'rnnjax.rnn: parallel must be None, True, False or "newton"; got {parallel!r}'
+        )
     if parallel and cell.linear_scan is None:
         raise ValueError(
             "rnnjax.rnn: parallel=True needs a cell with the `linear_scan` capability"
