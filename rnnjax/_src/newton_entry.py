@@ -7,6 +7,7 @@ iteration, the fallback and the derivative); here are the entry points and their
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -64,6 +65,7 @@ def check_newton(cell: Cell, remat: bool, where: str = "rnnjax.rnn", quasi: bool
         )
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 8))
 def newton_scan(
     cell: Cell,
     settings: Settings,
@@ -76,7 +78,7 @@ def newton_scan(
     reverse: bool,
 ) -> tuple[Carry, Array, NewtonInfo]:
     """``rnn``'s Newton path over time-leading ``inputs [T, *batch, F]``; ``(final_carry, ys
-    [T, *batch, H], info)``."""
+    [T, *batch, H], info)``, jitted (called eagerly, it would run op by op)."""
     treedef = jax.tree.structure(initial_carry)
     initial, fresh_s = stack(initial_carry), stack(fresh).astype(stack(initial_carry).dtype)
     if reverse:
