@@ -31,6 +31,7 @@ from rnnjax._src.compose import BidirectionalParams as BidirectionalParams
 from rnnjax._src.compose import bidirectional as bidirectional
 from rnnjax._src.compose import stack as stack
 from rnnjax._src.contract import Cell as Cell
+from rnnjax._src.contract import DiagonalJacobian as DiagonalJacobian
 from rnnjax._src.contract import GateSplit as GateSplit
 from rnnjax._src.contract import Layer as Layer
 from rnnjax._src.contract import LinearScan as LinearScan
@@ -57,6 +58,7 @@ __all__ = (
     "BidirectionalParams",
     "Cell",
     "Decoded",
+    "DiagonalJacobian",
     "GRUParams",
     "GateSplit",
     "LSTMParams",
