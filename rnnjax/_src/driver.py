@@ -199,7 +199,7 @@ def rnn(
     if resets is not None:
         flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
 
-    if parallel == "newton" or (parallel is None and default_newton(cell, time)):
+    if parallel == "newton" or (parallel is None and default_newton(cell, time, remat)):
         settings = newton_settings(cell, initial_carry, remat, unroll)
         final_carry, ys, _ = newton_scan(
             cell, settings, params, initial_carry, inputs, valid, flags, fresh, reverse

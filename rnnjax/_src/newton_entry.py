@@ -32,7 +32,7 @@ NEWTON_MIN_TIME = 2048
 method from this many steps on; shorter sequences and the CPU keep the sequential scan."""
 
 
-def default_newton(cell: Cell, time: int) -> bool:
+def default_newton(cell: Cell, time: int, remat: bool = False) -> bool:
     """Whether ``rnn(..., parallel=None)`` runs ``cell`` by Newton's method.
 
     Never on CPU, where the sequential scan measured 3-30x faster (the Newton work, several
@@ -40,10 +40,11 @@ def default_newton(cell: Cell, time: int) -> bool:
     a CPU gains nothing from the parallelism; ``docs/guides/parallel_evaluation.md``). On an
     accelerator, for a ``diagonal_jacobian`` cell over at least ``NEWTON_MIN_TIME`` steps,
     where a sequential scan pays a per-step launch cost that Newton's few parallel passes do
-    not.
+    not. ``remat=True`` keeps the sequential scan, whose memory it is for.
     """
     return (
-        jax.default_backend() != "cpu"
+        not remat
+        and jax.default_backend() != "cpu"
         and cell.diagonal_jacobian is not None
         and cell.linear_scan is None
         and time >= NEWTON_MIN_TIME
