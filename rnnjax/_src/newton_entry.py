@@ -35,9 +35,9 @@ method from this many steps on; shorter sequences and the CPU keep the sequentia
 def default_newton(cell: Cell, time: int, remat: bool = False) -> bool:
     """Whether ``rnn(..., parallel=None)`` runs ``cell`` by Newton's method.
 
-    Never on CPU, where the sequential scan measured 3-30x faster (the Newton work, several
-    evaluations of every step plus a linear scan each, is more arithmetic than one pass, and
-    a CPU gains nothing from the parallelism; ``docs/guides/parallel_evaluation.md``). On an
+    Never on CPU, where the sequential scan measured 2-16x faster forward (Newton evaluates
+    every step ``iterations + 2`` times, more arithmetic than one pass, and a CPU gains
+    nothing from the parallelism; ``docs/guides/parallel_evaluation.md``). On an
     accelerator, for a ``diagonal_jacobian`` cell over at least ``NEWTON_MIN_TIME`` steps,
     where a sequential scan pays a per-step launch cost that Newton's few parallel passes do
     not. ``remat=True`` keeps the sequential scan, whose memory it is for.
