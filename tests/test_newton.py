@@ -136,10 +136,13 @@ def test_newton_equals_sequential_long(name):
     _close(via_rnn, (final, ys), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm"])
+@pytest.mark.parametrize("name", ["gru", "lstm", "gru_reset_before"])
 def test_quasi_newton_dense_cells(name):
-    """The dense built-in cells by quasi-Newton (the diagonal of their Jacobian)."""
-    cell = getattr(rnnjax, name)(H)
+    """The dense built-in cells by quasi-Newton (the diagonal of their Jacobian): from the
+    gate split (gru, lstm), and by ``jax.jacfwd`` for a cell without one."""
+    cell = (
+        rnnjax.gru(H, reset_after=False) if name == "gru_reset_before" else getattr(rnnjax, name)(H)
+    )
     params, xs, lengths, carry = _setup(cell, 4096)
     kwargs = dict(initial_carry=carry, seq_lengths=lengths, reverse=True)
     expected = rnnjax.rnn(cell, params, xs, parallel=False, **kwargs)
@@ -187,6 +190,25 @@ def test_resets_and_time_major(name):
     kwargs = dict(initial_carry=carry, seq_lengths=lengths, resets=resets.T, time_major=True)
     expected = rnnjax.rnn(cell, params, xs_t, parallel=False, **kwargs)
     _close(rnnjax.rnn(cell, params, xs_t, parallel="newton", **kwargs), expected, atol=1e-5)
+
+
+def test_vmap_jvp_and_no_steps():
+    """``jax.vmap`` and ``jax.jvp`` of ``parallel="newton"`` against the sequential scan's,
+    and a sequence of no steps."""
+    cell = CELLS["para_gru"]()
+    params, xs, lengths, _ = _setup(cell, 40, seed=1)
+
+    def run(parallel, xs, lengths):
+        return rnnjax.rnn(cell, params, xs, seq_lengths=lengths, parallel=parallel)[1]
+
+    one = lambda x, n: run("newton", x[None], n[None])[0]  # noqa: E731
+    _close(jax.vmap(one)(xs, lengths), run(False, xs, lengths), atol=1e-4)
+    tangent = jnp.ones_like(xs)
+    got = jax.jvp(lambda x: run("newton", x, lengths), (xs,), (tangent,))
+    want = jax.jvp(lambda x: run(False, x, lengths), (xs,), (tangent,))
+    _close(got, want, atol=1e-4)
+    final, ys = rnnjax.rnn(cell, params, xs[:, :0], parallel="newton")
+    assert ys.shape == (B, 0, H) and bool((final == 0).all())
 
 
 def _loss(cell, parallel, directions=(False, True), **options):

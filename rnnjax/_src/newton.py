@@ -209,7 +209,7 @@ def _expand(flag: Array, like: Array) -> Array:
 
 def shift(states: Array, initial: Array) -> Array:
     """The state entering each step: ``initial``, then ``states`` but the last."""
-    return jnp.concatenate([initial[None], states[:-1]])
+    return jnp.concatenate([initial[None], states[:-1]])[: states.shape[0]]  # T = 0 too
 
 
 def residual(new: Array, states: Array) -> Array:
