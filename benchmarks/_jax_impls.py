@@ -87,7 +87,11 @@ def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
             candidate("rnnjax-sequential", f"rnnjax {TITLES[kind]} sequential", parallel=False),
             Candidate("rnnjax-floor", f"{TITLES[kind]} identity recurrence", kind, floor, params),
         ]
-    return [candidate("rnnjax", f"rnnjax {TITLES[kind]}")]
+    found = [candidate("rnnjax", f"rnnjax {TITLES[kind]}")]
+    if cell.diagonal_jacobian is not None:  # also by Newton's method over all steps at once
+        title = f"rnnjax {TITLES[kind]} newton"
+        found.append(candidate("rnnjax-newton", title, parallel="newton"))
+    return found
 
 
 def _identity_recurrence(cell: rnnjax.Cell, compute_dtype: Any) -> Apply:

@@ -30,6 +30,7 @@ from rnnjax._src.compose import BidirectionalParams as BidirectionalParams
 from rnnjax._src.compose import bidirectional as bidirectional
 from rnnjax._src.compose import stack as stack
 from rnnjax._src.contract import Cell as Cell
+from rnnjax._src.contract import DiagonalJacobian as DiagonalJacobian
 from rnnjax._src.contract import GateSplit as GateSplit
 from rnnjax._src.contract import Layer as Layer
 from rnnjax._src.contract import LinearScan as LinearScan
@@ -45,6 +46,8 @@ from rnnjax._src.lstm_variants import layer_norm_lstm as layer_norm_lstm
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
+from rnnjax._src.newton import NewtonInfo as NewtonInfo
+from rnnjax._src.newton_rnn import newton_rnn as newton_rnn
 from rnnjax._src.padding import pad_sequences as pad_sequences
 from rnnjax._src.settings import ModuleSettings as ModuleSettings
 from rnnjax._src.time_sharded import (
@@ -59,6 +62,7 @@ __all__ = (
     "BidirectionalParams",
     "Cell",
     "Decoded",
+    "DiagonalJacobian",
     "GRUParams",
     "GateSplit",
     "LSTMParams",
@@ -68,6 +72,7 @@ __all__ = (
     "LinearScan",
     "MinRNNParams",
     "ModuleSettings",
+    "NewtonInfo",
     "PeepholeLSTMParams",
     "Projection",
     "SimpleRNNParams",
@@ -81,6 +86,7 @@ __all__ = (
     "lstm",
     "min_gru",
     "min_lstm",
+    "newton_rnn",
     "pad_sequences",
     "rnn",
     "simple_rnn",

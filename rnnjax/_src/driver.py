@@ -9,7 +9,7 @@ a ``projection`` may have its input projection hoisted out of the scan, and one 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ from rnnjax._src.checks import check_carry, check_seq_lengths, input_size_of, sh
 from rnnjax._src.contract import Carry, Cell, Params
 from rnnjax._src.fused import fused_scan
 from rnnjax._src.linear import default_method, scan_time_leading
+from rnnjax._src.newton_entry import check_newton, default_newton, newton_scan, newton_settings
 from rnnjax._src.settings import LayerSettings
 from rnnjax._src.updates import advance, reset
 from rnnjax._src.validate import check_bool, check_cell
@@ -89,7 +90,9 @@ def check_capabilities(where: str, cell: Cell, settings: LayerSettings) -> None:
             f"{where}: hoist_projection=True needs a cell with the `projection` capability;"
             " this cell has none"
         )
-    if settings.parallel and cell.linear_scan is None:
+    if settings.parallel == "newton":
+        check_newton(cell, bool(settings.remat), where)
+    if settings.parallel is True and cell.linear_scan is None:
         raise ValueError(
             f"{where}: parallel=True needs a cell with the `linear_scan` capability"
             " (min_gru, min_lstm); this cell has none"
@@ -122,7 +125,7 @@ def rnn(
     unroll: int | bool = 1,
     remat: bool = False,
     hoist_projection: bool | None = None,
-    parallel: bool | None = None,
+    parallel: bool | Literal["newton"] | None = None,
 ) -> tuple[Carry, Array]:
     """Runs ``cell`` over the time axis of ``xs``: one ``lax.scan``, any JAX transformation.
 
@@ -159,7 +162,12 @@ def rnn(
         :func:`rnnjax.min_lstm`): compute every step's coefficients at once and run
         :func:`rnnjax.linear_recurrence` over them (``None``, the default, or ``True``), or
         step the cell one token at a time (``False``). Same values and gradients to float32
-        rounding.
+        rounding. ``"newton"``: for a cell with the ``diagonal_jacobian`` capability, solve
+        all steps at once by Newton's method, each iteration one linear recurrence, with the
+        default tolerance and cap and the sequential scan as fallback
+        (:func:`rnnjax.newton_rnn` gives the options, quasi-Newton for dense cells and the
+        iteration count). ``None`` chooses Newton for such cells on accelerators from 2048
+        steps on, the sequential scan on CPU (measured faster there).
 
     Returns:
       ``(final_carry, ys)``: the carry after the last valid step of each sequence (the
@@ -238,7 +246,13 @@ def run(
     if resets is not None:
         flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
     reverse, unroll, remat = settings.reverse, settings.unroll, bool(settings.remat)
-    if _choose_parallel(cell, settings.parallel):
+    parallel = settings.parallel
+    if parallel == "newton" or (parallel is None and default_newton(cell, time, remat)):
+        newton = newton_settings(cell, initial_carry, remat, unroll)
+        final_carry, ys, _ = newton_scan(
+            cell, newton, params, initial_carry, inputs, valid, flags, fresh, reverse
+        )
+    elif _choose_parallel(cell, parallel):
         final_carry, ys = _run_linear(
             cell, params, inputs, initial_carry, fresh, valid, flags, reverse, remat
         )
@@ -262,7 +276,7 @@ def run(
     return final_carry, jnp.moveaxis(ys, 0, time_axis)
 
 
-def _choose_parallel(cell: Cell, parallel: bool | None) -> bool:
+def _choose_parallel(cell: Cell, parallel: bool | str | None) -> bool:
     return cell.linear_scan is not None and parallel is not False
 
 

@@ -15,6 +15,7 @@ import dataclasses
 from typing import Any, Literal
 
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import DTypeLike
 
 from rnnjax._src.validate import (
@@ -48,7 +49,8 @@ class Settings:
       hoist_projection: run the input projection for all steps as one matmul before the scan
         (``True``) or inside each step (``False``); ``None``: the backend's measured choice.
       parallel: for a ``linear_scan`` cell (minGRU, minLSTM), ``None``/``True`` run all steps
-        at once through :func:`rnnjax.linear_recurrence`, ``False`` steps it.
+        at once through :func:`rnnjax.linear_recurrence`, ``False`` steps it; ``"newton"``
+        solves a ``diagonal_jacobian`` cell for all steps at once by Newton's method.
       dropout: Keras's input dropout rate, one mask per sequence fixed over time.
       recurrent_dropout: Keras's recurrent dropout rate, on ``h`` where it enters the
         recurrent matmul (needs the cell's ``projection`` capability).
@@ -58,7 +60,7 @@ class Settings:
     remat: bool | Literal["segments"] = False
     segment_length: int | None = None
     hoist_projection: bool | None = None
-    parallel: bool | None = None
+    parallel: bool | Literal["newton"] | None = None
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
 
@@ -77,7 +79,7 @@ class Settings:
             self,
             unroll=check_unroll(where, self.unroll),
             hoist_projection=_optional_bool(where, "hoist_projection", self.hoist_projection),
-            parallel=_optional_bool(where, "parallel", self.parallel),
+            parallel=_parallel(where, self.parallel),
             dropout=check_rate(where, "dropout", self.dropout),
             recurrent_dropout=check_rate(where, "recurrent_dropout", self.recurrent_dropout),
             **self._checked_own(where),
@@ -198,6 +200,19 @@ def module_settings(where: str, settings: dict[str, Any]) -> ModuleSettings:
         raise TypeError(f"{where}: unknown setting(s) {unknown}; the settings are {sorted(known)}")
     checked: ModuleSettings = ModuleSettings(**settings).checked(where)
     return checked
+
+
+def _parallel(where: str, value: Any) -> bool | Literal["newton"] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value == "newton":
+        return "newton"
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(
+        f"{where}: parallel must be None, True, False or 'newton'; got {value!r} of type"
+        f" {type(value).__name__}"
+    )
 
 
 def _optional_bool(where: str, name: str, value: Any) -> bool | None:
