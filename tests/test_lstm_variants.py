@@ -126,7 +126,9 @@ def test_bad_settings():
     for bad in (0.0, -1e-5, float("nan")):
         with pytest.raises(ValueError, match=rf"layer_norm_lstm: epsilon must be .*; got {bad}"):
             rnnjax.layer_norm_lstm(4, epsilon=bad)
-    with pytest.raises(ValueError, match=r"hidden_size must be a positive int; got 0"):
+    with pytest.raises(
+        ValueError, match=r"rnnjax.layer_norm_lstm: hidden_size must be an int >= 1; got 0"
+    ):
         rnnjax.layer_norm_lstm(0)
 
 

@@ -66,7 +66,9 @@ def check_carry(
     for path, leaf in jax.tree_util.tree_leaves_with_path(carry):
         dtype = getattr(leaf, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            got = f"dtype {dtype}" if dtype is not None else f"a {type(leaf).__name__}"
+            got = f"a {type(leaf).__name__}"
+            if dtype is not None:
+                got = f"dtype {dtype} and shape {tuple(jnp.shape(leaf))}"
             raise TypeError(
                 f"{where}: {argument}{jax.tree_util.keystr(path)} must be a real floating array;"
                 f" got {got} (a carry is never cast: it would run the whole scan in that dtype)"
