@@ -63,16 +63,7 @@ def check_carry(
             f"{where}: {argument} must be {spelled}, not a plain {type(carry).__name__}, whose"
             " order is ambiguous (Flax's LSTM carry is (c, h))"
         )
-    for path, leaf in jax.tree_util.tree_leaves_with_path(carry):
-        dtype = getattr(leaf, "dtype", None)
-        if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-            got = f"a {type(leaf).__name__}"
-            if dtype is not None:
-                got = f"dtype {dtype} and shape {tuple(jnp.shape(leaf))}"
-            raise TypeError(
-                f"{where}: {argument}{jax.tree_util.keystr(path)} must be a real floating array;"
-                f" got {got} (a carry is never cast: it would run the whole scan in that dtype)"
-            )
+    check_floating(where, argument, carry)  # never cast: it would set the scan's dtype
     same_structure = jax.tree.structure(carry) == jax.tree.structure(expected)  # type: ignore[operator]
     shapes = [tuple(jnp.shape(leaf)) for leaf in jax.tree.leaves(carry)]
     if not same_structure or shapes != [tuple(leaf.shape) for leaf in jax.tree.leaves(expected)]:
