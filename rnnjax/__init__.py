@@ -38,11 +38,22 @@ from rnnjax._src.contract import Projection as Projection
 from rnnjax._src.contract import hidden_state as hidden_state
 from rnnjax._src.decoding import Decoded as Decoded
 from rnnjax._src.decoding import decode as decode
+from rnnjax._src.diagonal_cells import DiagonalParams as DiagonalParams
+from rnnjax._src.diagonal_cells import indrnn as indrnn
+from rnnjax._src.diagonal_cells import para_gru as para_gru
+from rnnjax._src.diagonal_cells import para_lstm as para_lstm
 from rnnjax._src.driver import default_hoist as default_hoist
 from rnnjax._src.driver import rnn as rnn
 from rnnjax._src.driver import rnn_with_resets as rnn_with_resets
 from rnnjax._src.layers import layer as layer
 from rnnjax._src.linear import linear_recurrence as linear_recurrence
+from rnnjax._src.lru_cells import LRUParams as LRUParams
+from rnnjax._src.lru_cells import RGLRUParams as RGLRUParams
+from rnnjax._src.lru_cells import lru as lru
+from rnnjax._src.lru_cells import rg_lru as rg_lru
+from rnnjax._src.lru_cells import (
+    rg_lru_params_from_recurrentgemma as rg_lru_params_from_recurrentgemma,
+)
 from rnnjax._src.min_cells import MinRNNParams as MinRNNParams
 from rnnjax._src.min_cells import min_gru as min_gru
 from rnnjax._src.min_cells import min_lstm as min_lstm
@@ -55,14 +66,17 @@ __all__ = (
     "BidirectionalParams",
     "Cell",
     "Decoded",
+    "DiagonalParams",
     "GRUParams",
     "GateSplit",
     "LSTMParams",
+    "LRUParams",
     "LSTMState",
     "Layer",
     "LinearScan",
     "MinRNNParams",
     "Projection",
+    "RGLRUParams",
     "SimpleRNNParams",
     "attention",
     "bidirectional",
@@ -70,12 +84,18 @@ __all__ = (
     "default_hoist",
     "gru",
     "hidden_state",
+    "indrnn",
     "layer",
     "linear_recurrence",
+    "lru",
     "lstm",
     "matmul",
     "min_gru",
     "min_lstm",
+    "para_gru",
+    "para_lstm",
+    "rg_lru",
+    "rg_lru_params_from_recurrentgemma",
     "rnn",
     "rnn_with_resets",
     "simple_rnn",

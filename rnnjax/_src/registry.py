@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 from rnnjax._src.cells import GRUParams, LSTMParams, SimpleRNNParams, gru, lstm, simple_rnn
 from rnnjax._src.contract import Cell
+from rnnjax._src.diagonal_cells import DiagonalParams, indrnn, para_gru, para_lstm
+from rnnjax._src.lru_cells import LRUParams, RGLRUParams, lru, rg_lru
 from rnnjax._src.min_cells import MinRNNParams, min_gru, min_lstm
 
 
@@ -31,6 +33,11 @@ CELL_KINDS: dict[str, CellKind] = {
     "gru": CellKind(gru, GRUParams, ("reset_after",)),
     "min_gru": CellKind(min_gru, MinRNNParams),
     "min_lstm": CellKind(min_lstm, MinRNNParams),
+    "indrnn": CellKind(indrnn, DiagonalParams, ("activation",)),
+    "para_gru": CellKind(para_gru, DiagonalParams),
+    "para_lstm": CellKind(para_lstm, DiagonalParams),
+    "lru": CellKind(lru, LRUParams, ("r_min", "r_max", "max_phase")),
+    "rg_lru": CellKind(rg_lru, RGLRUParams),
 }
 
 
