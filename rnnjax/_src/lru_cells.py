@@ -148,7 +148,7 @@ def _linear_cell(
 
 def split(h: Array) -> Array:
     """A merged carry ``[..., 2N]`` (real parts, then imaginary parts) as complex ``[..., N]``."""
-    real, imag = jnp.split(h, 2, axis=-1)
+    real, imag = jnp.split(h.astype(jnp.promote_types(h.dtype, jnp.float32)), 2, axis=-1)
     return jax.lax.complex(real, imag)
 
 
@@ -243,7 +243,8 @@ def rg_lru_params_from_recurrentgemma(tree: dict[str, Any]) -> RGLRUParams:
 
     def dense(block: dict[str, Any]) -> tuple[Array, Array]:
         w, b = jnp.asarray(block["w"]), jnp.asarray(block["b"])
-        if w.ndim != 3 or w.shape[0] * w.shape[1] != width or b.shape != (w.shape[0], w.shape[2]):
+        square = w.ndim == 3 and w.shape[1] == w.shape[2] and w.shape[0] * w.shape[1] == width
+        if not square or b.shape != w.shape[::2]:
             raise ValueError(
                 "rnnjax.rg_lru_params_from_recurrentgemma: a gate must be {'w': [heads, W/heads,"
                 f" W/heads], 'b': [heads, W/heads]}} with W = {width} (a_param's size); got w"
@@ -258,11 +259,13 @@ def rg_lru_params_from_recurrentgemma(tree: dict[str, Any]) -> RGLRUParams:
 
 
 def _lru_coefficients(params: LRUParams, xs: Array) -> tuple[Array, Array]:
-    magnitude = jnp.exp(-jnp.exp(params.nu_log))
-    angle = jnp.exp(params.theta_log)
+    real = jnp.promote_types(params.nu_log.dtype, jnp.float32)  # no bfloat16 complex dtype
+    magnitude = jnp.exp(-jnp.exp(params.nu_log.astype(real)))
+    angle = jnp.exp(params.theta_log.astype(real))
     lam = jax.lax.complex(magnitude * jnp.cos(angle), magnitude * jnp.sin(angle))
-    gamma = jnp.exp(params.gamma_log)
-    bx = jax.lax.complex(matmul(xs, params.b_real), matmul(xs, params.b_imag))
+    gamma = jnp.exp(params.gamma_log).astype(real)
+    bx_real, bx_imag = (matmul(xs, b).astype(real) for b in (params.b_real, params.b_imag))
+    bx = jax.lax.complex(bx_real, bx_imag)
     shape = (1,) * (bx.ndim - 1) + (-1,)
     return jnp.broadcast_to(lam.reshape(shape), bx.shape), gamma.reshape(shape) * bx
 
