@@ -20,6 +20,7 @@ from typing import Any
 
 from _common import (
     KINDS,
+    DIAGONAL_KINDS,
     MIN_KINDS,
     MODES,
     Case,
@@ -150,6 +151,9 @@ class TorchBench:
         notes = []
         modules = []
         for kind in (k for k in KINDS if k in request["kinds"]):
+            if kind in DIAGONAL_KINDS:
+                notes.append(skip_note(f"torch {kind}", Unavailable("no PyTorch cell")))
+                continue
             if kind in MIN_KINDS:
                 try:
                     module = min_module(kind, case)
