@@ -19,8 +19,8 @@ import os
 from typing import Any
 
 from _common import (
-    KINDS,
     DIAGONAL_KINDS,
+    KINDS,
     MIN_KINDS,
     MODES,
     Case,

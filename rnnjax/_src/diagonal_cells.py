@@ -272,9 +272,7 @@ def _lstm_output(carry: LSTMState) -> Array:
     return carry.h
 
 
-def _para_lstm_gates(
-    params: DiagonalParams, carry: LSTMState, z: Array
-) -> tuple[LSTMState, Array]:
+def _para_lstm_gates(params: DiagonalParams, carry: LSTMState, z: Array) -> tuple[LSTMState, Array]:
     f, g, o = jnp.split(z, 3, axis=-1)
     forget = jax.nn.sigmoid(f)
     c = forget * carry.c + (1 - forget) * jnp.tanh(g)

@@ -105,7 +105,8 @@ def _check_params(
     """``input_size``: the ``"I"`` entry of ``expected``'s shapes, once the fields match."""
     got = {f: tuple(getattr(getattr(params, f, None), "shape", ())) for f in expected}
     fits = isinstance(params, tuple) and len(params) == len(expected)
-    sizes = {s for f, shape in expected.items() for e, s in zip(shape, got[f]) if e == "I"}
+    pairs = [(e, s) for f, shape in expected.items() for e, s in zip(shape, got[f], strict=False)]
+    sizes = {s for e, s in pairs if e == "I"}
     fits = fits and len(sizes) == 1
     for field, shape in expected.items():
         fits = fits and len(got[field]) == len(shape)
@@ -130,15 +131,14 @@ def _linear_cell(
     """The cell ``h_t = a_t * h_{t-1} + b_t``, ``y_t = h_t``, of a carry ``[*batch, width]``
     (complex coefficients: the carry holds real parts, then imaginary parts)."""
 
-    def initial_carry(params: Any, batch_shape: BatchShape, dtype: DTypeLike | None = None) -> Array:
+    def initial_carry(
+        params: Any, batch_shape: BatchShape, dtype: DTypeLike | None = None
+    ) -> Array:
         return jnp.zeros((*_batch_tuple(batch_shape), width), dtype or dtype_of(params))
 
     def step(params: Any, h: Array, x: Array) -> tuple[Array, Array]:
         a, b = coefficients(params, x)
-        if jnp.iscomplexobj(a):
-            h_new = merge(a * split(h) + b).astype(h.dtype)
-        else:
-            h_new = a * h + b
+        h_new = merge(a * split(h) + b).astype(h.dtype) if jnp.iscomplexobj(a) else a * h + b
         return h_new, h_new
 
     return Cell(
@@ -331,7 +331,9 @@ def lru(
         return LRUParams(*(leaf.astype(dtype) for leaf in leaves))
 
     def input_size(params: LRUParams) -> int:
-        expected = dict.fromkeys(("nu_log", "theta_log", "gamma_log"), (n,))
+        expected: dict[str, tuple[Any, ...]] = dict.fromkeys(
+            ("nu_log", "theta_log", "gamma_log"), (n,)
+        )
         expected.update(b_real=("I", n), b_imag=("I", n))
         return _check_params(f"lru({n})", params, LRUParams, expected)
 
@@ -341,6 +343,8 @@ def lru(
 def _check_lru_args(hidden_size: int, r_min: float, r_max: float, max_phase: float) -> None:
     _check_cell_args(hidden_size, "keras")
     if not 0 <= r_min < r_max <= 1:
-        raise ValueError(f"rnnjax.lru: need 0 <= r_min < r_max <= 1; got r_min={r_min}, r_max={r_max}")
+        raise ValueError(
+            f"rnnjax.lru: need 0 <= r_min < r_max <= 1; got r_min={r_min}, r_max={r_max}"
+        )
     if not (np.isfinite(max_phase) and max_phase > 0):
         raise ValueError(f"rnnjax.lru: max_phase must be positive; got {max_phase}")
