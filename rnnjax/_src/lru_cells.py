@@ -272,7 +272,12 @@ def _lru_coefficients(params: LRUParams, xs: Array) -> tuple[Array, Array]:
 
 @_one_cell_per_setting
 def lru(
-    hidden_size: int, *, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 2 * math.pi
+    hidden_size: int,
+    *,
+    initializer: str = "flax",
+    r_min: float = 0.0,
+    r_max: float = 1.0,
+    max_phase: float = 2 * math.pi,
 ) -> Cell:
     r"""The linear recurrent unit (Orvieto et al., "Resurrecting Recurrent Neural Networks for
     Long Sequences", ICML 2023).
@@ -286,8 +291,7 @@ def lru(
 
     with ``gamma = exp(gamma_log)``, initialised to ``sqrt(1 - |Lambda|^2)`` (the paper's
     normalisation) and trained. The eigenvalues start uniform on the ring ``r_min <= |Lambda|
-    <= r_max`` (uniform by area) with phases ``U(0, max_phase)``; ``B`` starts complex normal
-    with variance ``1 / input_size``.
+    <= r_max`` (uniform by area) with phases ``U(0, max_phase)``.
 
     The carry and the output are the state's real parts then its imaginary parts,
     ``[*batch, 2N]`` real; the paper's readout ``y = Re(C h) + D x`` is a real linear map of
@@ -299,6 +303,9 @@ def lru(
 
     Args:
       hidden_size: ``N``, the number of complex units (the output has ``2N`` features).
+      initializer: how ``B`` is drawn: its real and imaginary parts are the two halves of
+        the ``[I, 2N]`` kernel this scheme draws, over ``sqrt(2)``; ``"flax"`` (LeCun normal,
+        the default) is the paper's complex normal with variance ``1 / input_size``.
       r_min, r_max: the ring of the initial ``|Lambda|`` (the paper's long-range setting:
         ``r_min=0.9, r_max=0.999``).
       max_phase: the largest initial phase (the paper uses ``pi / 10`` for long ranges).
@@ -315,18 +322,17 @@ def lru(
       >>> ys.shape                        # real parts, then imaginary parts
       (2, 50, 8)
     """
-    _check_lru_args(hidden_size, r_min, r_max, max_phase)
+    _check_lru_args(hidden_size, initializer, r_min, r_max, max_phase)
     n = hidden_size
 
     def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> LRUParams:
-        k_radius, k_phase, k_real, k_imag = jax.random.split(key, 4)
+        k_radius, k_phase, k_b = jax.random.split(key, 3)
         u = jax.random.uniform(k_radius, (n,))
         nu_log = jnp.log(-0.5 * jnp.log(u * (r_max**2 - r_min**2) + r_min**2))
         theta_log = jnp.log(max_phase * jax.random.uniform(k_phase, (n,), minval=1e-6))
         gamma_log = 0.5 * jnp.log1p(-jnp.exp(-2 * jnp.exp(nu_log)))
-        scale = 1 / math.sqrt(2 * input_size)
-        b_real = jax.random.normal(k_real, (input_size, n)) * scale
-        b_imag = jax.random.normal(k_imag, (input_size, n)) * scale
+        kernel = init_weights(initializer, k_b, input_size, n, 2, jnp.float32).kernel
+        b_real, b_imag = jnp.split(kernel / math.sqrt(2), 2, axis=1)
         leaves = (nu_log, theta_log, gamma_log, b_real, b_imag)
         return LRUParams(*(leaf.astype(dtype) for leaf in leaves))
 
@@ -340,8 +346,10 @@ def lru(
     return _linear_cell(init, 2 * n, input_size, _lru_coefficients, lambda p: p.b_real.dtype)
 
 
-def _check_lru_args(hidden_size: int, r_min: float, r_max: float, max_phase: float) -> None:
-    _check_cell_args(hidden_size, "keras")
+def _check_lru_args(
+    hidden_size: int, initializer: str, r_min: float, r_max: float, max_phase: float
+) -> None:
+    _check_cell_args(hidden_size, initializer)
     if not 0 <= r_min < r_max <= 1:
         raise ValueError(
             f"rnnjax.lru: need 0 <= r_min < r_max <= 1; got r_min={r_min}, r_max={r_max}"
