@@ -33,7 +33,7 @@ from rnnjax._src.cells import (
     _one_cell_per_setting,
 )
 from rnnjax._src.contract import BatchShape, Carry, Cell, DiagonalJacobian, Params
-from rnnjax._src.initializers import init_weights
+from rnnjax._src.initializers import input_weights
 
 Array = jax.Array
 
@@ -132,12 +132,11 @@ def _init_fn(
 
     def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> DiagonalParams:
         k_weights, k_recurrent = jax.random.split(key)
-        w = init_weights(initializer, k_weights, input_size, hidden, gates, dtype)
+        kernel, bias = input_weights(initializer, k_weights, input_size, hidden, gates, dtype)
         recurrent = jax.random.uniform(k_recurrent, (gates * hidden,), jnp.float32, low, 1.0)
-        bias = w.bias
         if forget_bias and initializer == "keras":
             bias = bias.at[:hidden].set(1)
-        return DiagonalParams(w.kernel, recurrent.astype(dtype), bias)
+        return DiagonalParams(kernel, recurrent.astype(dtype), bias)
 
     return init
 

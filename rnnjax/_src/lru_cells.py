@@ -32,7 +32,7 @@ from rnnjax._src.cells import (
     matmul,
 )
 from rnnjax._src.contract import BatchShape, Cell, LinearScan
-from rnnjax._src.initializers import init_weights
+from rnnjax._src.initializers import input_weights
 
 Array = jax.Array
 
@@ -207,10 +207,10 @@ def rg_lru(hidden_size: int, *, initializer: str = "flax") -> Cell:
 
     def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> RGLRUParams:
         k_weights, k_ring = jax.random.split(key)
-        w = init_weights(initializer, k_weights, input_size, hidden, 3, dtype)
+        kernel, bias = input_weights(initializer, k_weights, input_size, hidden, 3, dtype)
         squared = jax.random.uniform(k_ring, (hidden,), jnp.float32, 0.9**2, 0.999**2)
         a_param = jnp.log(jnp.expm1(-0.5 * jnp.log(squared)))  # softplus(a_param) = -log a
-        return RGLRUParams(w.kernel, w.bias, a_param.astype(dtype))
+        return RGLRUParams(kernel, bias, a_param.astype(dtype))
 
     def input_size(params: RGLRUParams) -> int:
         expected = {"kernel": ("I", 3 * hidden), "bias": (3 * hidden,), "a_param": (hidden,)}
@@ -331,7 +331,7 @@ def lru(
         nu_log = jnp.log(-0.5 * jnp.log(u * (r_max**2 - r_min**2) + r_min**2))
         theta_log = jnp.log(max_phase * jax.random.uniform(k_phase, (n,), minval=1e-6))
         gamma_log = 0.5 * jnp.log1p(-jnp.exp(-2 * jnp.exp(nu_log)))
-        kernel = init_weights(initializer, k_b, input_size, n, 2, jnp.float32).kernel
+        kernel, _ = input_weights(initializer, k_b, input_size, n, 2, jnp.float32)
         b_real, b_imag = jnp.split(kernel / math.sqrt(2), 2, axis=1)
         leaves = (nu_log, theta_log, gamma_log, b_real, b_imag)
         return LRUParams(*(leaf.astype(dtype) for leaf in leaves))
