@@ -19,19 +19,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-KINDS = ("lstm", "gru", "simple_rnn", "min_gru", "min_lstm")
-DEFAULT_KINDS = ("lstm", "gru", "simple_rnn")  # the min kinds run when --kinds names them
+KINDS = (
+    "lstm", "gru", "simple_rnn", "min_gru", "min_lstm",
+    "indrnn", "para_gru", "para_lstm", "lru", "rg_lru",
+)  # fmt: skip
+DEFAULT_KINDS = ("lstm", "gru", "simple_rnn")  # the others run when --kinds names them
 # Parallel-in-time cells (no recurrent kernel): h_t = a_t * h_{t-1} + b_t, a and b from x_t.
 MIN_KINDS = ("min_gru", "min_lstm")
+# Diagonal cells (recurrent weights are vectors); the last two are linear, parallel in time.
+DIAGONAL_KINDS = ("indrnn", "para_gru", "para_lstm", "lru", "rg_lru")
+LINEAR_KINDS = (*MIN_KINDS, "lru", "rg_lru")
+RNNJAX_ONLY_KINDS = (*MIN_KINDS, *DIAGONAL_KINDS)  # no peer implements them
 TITLES = {
     "lstm": "LSTM",
     "gru": "GRU",
     "simple_rnn": "SimpleRNN",
     "min_gru": "MinGRU",
     "min_lstm": "MinLSTM",
+    "indrnn": "IndRNN",
+    "para_gru": "ParaGRU",
+    "para_lstm": "ParaLSTM",
+    "lru": "LRU",
+    "rg_lru": "RG-LRU",
 }
 IMPLS = ("rnnjax", "linen", "nnx", "keras", "torch", "cudnn")  # the order tables show them
 GATES = {"lstm": 4, "gru": 3, "simple_rnn": 1, "min_gru": 2, "min_lstm": 3}
+GATES.update(indrnn=1, para_gru=3, para_lstm=3, lru=1, rg_lru=3)  # lru: [I, H] real parts
 MODES = ("forward", "forward+backward")
 DTYPES = ("float32", "bfloat16")
 SHORT_DTYPE = {"float32": "f32", "bfloat16": "bf16"}
@@ -84,7 +97,7 @@ def flop(case: Case, kind: str, mode: str) -> int:
 
     The min kinds have no recurrent kernel, only the input projection: ``2·B·T·I·gates·H``.
     """
-    width = case.input if kind in MIN_KINDS else case.input + case.hidden
+    width = case.input if kind in RNNJAX_ONLY_KINDS else case.input + case.hidden
     forward = 2 * case.batch * case.time * width * GATES[kind] * case.hidden
     return forward * (1 if mode == "forward" else 3)
 

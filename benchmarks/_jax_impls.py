@@ -18,8 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from _common import (
     KINDS,
+    LINEAR_KINDS,
     MIN_KINDS,
     MODES,
+    RNNJAX_ONLY_KINDS,
     TITLES,
     Case,
     Reply,
@@ -67,6 +69,11 @@ def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
         "simple_rnn": rnnjax.simple_rnn,
         "min_gru": rnnjax.min_gru,
         "min_lstm": rnnjax.min_lstm,
+        "indrnn": rnnjax.indrnn,
+        "para_gru": rnnjax.para_gru,
+        "para_lstm": rnnjax.para_lstm,
+        "rg_lru": rnnjax.rg_lru,
+        "lru": lambda hidden: rnnjax.lru(hidden // 2),  # H outputs: real and imaginary parts
     }[kind]
     cell = make_cell(case.hidden)
     params = cell.init(key, case.input)
@@ -80,6 +87,11 @@ def rnnjax_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
 
         return Candidate(impl, title, kind, apply, params)
 
+    if kind in LINEAR_KINDS and kind not in MIN_KINDS:
+        return [
+            candidate("rnnjax", f"rnnjax {TITLES[kind]}"),
+            candidate("rnnjax-sequential", f"rnnjax {TITLES[kind]} sequential", parallel=False),
+        ]
     if kind in MIN_KINDS:
         floor = _identity_recurrence(cell, compute_dtype)
         return [
@@ -118,7 +130,7 @@ def _identity_recurrence(cell: rnnjax.Cell, compute_dtype: Any) -> Apply:
 
 def no_min_cells(kind: str, family: str) -> None:
     """Raises :class:`Unavailable` for the min kinds, which ``family`` has no cell for."""
-    if kind in MIN_KINDS:
+    if kind in RNNJAX_ONLY_KINDS:
         raise Unavailable(f"{family} has no {TITLES[kind]} cell (rnnjax-only kind)")
 
 

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from _common import (
+    DIAGONAL_KINDS,
     KINDS,
     MIN_KINDS,
     MODES,
@@ -150,6 +151,9 @@ class TorchBench:
         notes = []
         modules = []
         for kind in (k for k in KINDS if k in request["kinds"]):
+            if kind in DIAGONAL_KINDS:
+                notes.append(skip_note(f"torch {kind}", Unavailable("no PyTorch cell")))
+                continue
             if kind in MIN_KINDS:
                 try:
                     module = min_module(kind, case)

@@ -8,10 +8,11 @@ frequencies of the training text), the wall time of training, and prints samples
 
 ``--cell`` picks the recurrent cell: ``lstm`` (the default), ``gru``, or the parallel-in-time
 ``min_gru`` and ``min_lstm`` (Feng et al. 2024), whose gates read only the input, so
-``rnnjax.rnn`` runs them over all time steps at once. ``--num-layers N`` stacks ``N`` layers
-(``rnnjax.stack``), each after the first with a residual connection around it, as the
-minGRU paper's deep models do. Sampling steps each layer's cell one character at a time
-(``cell.step``) for every cell.
+``rnnjax.rnn`` runs them over all time steps at once, the diagonal ``indrnn``, ``para_gru``
+and ``para_lstm``, or the linear ``lru`` (``hidden / 2`` complex units) and ``rg_lru``.
+``--num-layers N`` stacks ``N`` layers (``rnnjax.stack``), each after the first with a
+residual connection around it, as the minGRU paper's deep models do. Sampling steps each
+layer's cell one character at a time (``cell.step``) for every cell.
 
 With ``--tbptt K`` the model trains with truncated backpropagation through time on long
 windows (``--length 1024 --tbptt 64``, say): the state runs through the whole window, but
@@ -50,6 +51,11 @@ CELLS = {
     "gru": rnnjax.gru,
     "min_gru": rnnjax.min_gru,
     "min_lstm": rnnjax.min_lstm,
+    "indrnn": rnnjax.indrnn,
+    "para_gru": rnnjax.para_gru,
+    "para_lstm": rnnjax.para_lstm,
+    "rg_lru": rnnjax.rg_lru,
+    "lru": lambda hidden: rnnjax.lru(hidden // 2),  # [Re h, Im h]: hidden outputs
 }
 
 

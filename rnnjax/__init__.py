@@ -37,9 +37,20 @@ from rnnjax._src.contract import LinearScan as LinearScan
 from rnnjax._src.contract import Projection as Projection
 from rnnjax._src.decoding import Decoded as Decoded
 from rnnjax._src.decoding import decode as decode
+from rnnjax._src.diagonal_cells import DiagonalParams as DiagonalParams
+from rnnjax._src.diagonal_cells import indrnn as indrnn
+from rnnjax._src.diagonal_cells import para_gru as para_gru
+from rnnjax._src.diagonal_cells import para_lstm as para_lstm
 from rnnjax._src.driver import rnn as rnn
 from rnnjax._src.layers import layer as layer
 from rnnjax._src.linear import linear_recurrence as linear_recurrence
+from rnnjax._src.lru_cells import LRUParams as LRUParams
+from rnnjax._src.lru_cells import RGLRUParams as RGLRUParams
+from rnnjax._src.lru_cells import lru as lru
+from rnnjax._src.lru_cells import rg_lru as rg_lru
+from rnnjax._src.lru_cells import (
+    rg_lru_params_from_recurrentgemma as rg_lru_params_from_recurrentgemma,
+)
 from rnnjax._src.lstm_variants import LayerNormLSTMParams as LayerNormLSTMParams
 from rnnjax._src.lstm_variants import PeepholeLSTMParams as PeepholeLSTMParams
 from rnnjax._src.lstm_variants import layer_norm_lstm as layer_norm_lstm
@@ -63,8 +74,10 @@ __all__ = (
     "Cell",
     "Decoded",
     "DiagonalJacobian",
+    "DiagonalParams",
     "GRUParams",
     "GateSplit",
+    "LRUParams",
     "LSTMParams",
     "LSTMState",
     "Layer",
@@ -75,19 +88,26 @@ __all__ = (
     "NewtonInfo",
     "PeepholeLSTMParams",
     "Projection",
+    "RGLRUParams",
     "SimpleRNNParams",
     "attention",
     "bidirectional",
     "decode",
     "gru",
+    "indrnn",
     "layer",
     "layer_norm_lstm",
     "linear_recurrence",
+    "lru",
     "lstm",
     "min_gru",
     "min_lstm",
     "newton_rnn",
     "pad_sequences",
+    "para_gru",
+    "para_lstm",
+    "rg_lru",
+    "rg_lru_params_from_recurrentgemma",
     "rnn",
     "simple_rnn",
     "stack",

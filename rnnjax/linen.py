@@ -40,6 +40,7 @@ sit under the ``RNN``'s ``"cell"``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -57,10 +58,15 @@ Array = jax.Array
 
 __all__ = (
     "GRU",
+    "LRU",
     "LSTM",
+    "RGLRU",
     "RNN",
     "Bidirectional",
     "GRUCell",
+    "IndRNN",
+    "IndRNNCell",
+    "LRUCell",
     "LSTMCell",
     "LayerNormLSTM",
     "LayerNormLSTMCell",
@@ -68,6 +74,11 @@ __all__ = (
     "MinGRUCell",
     "MinLSTM",
     "MinLSTMCell",
+    "ParaGRU",
+    "ParaGRUCell",
+    "ParaLSTM",
+    "ParaLSTMCell",
+    "RGLRUCell",
     "SimpleRNN",
     "SimpleRNNCell",
     "Step",
@@ -169,6 +180,47 @@ class LayerNormLSTM(KindRNN):
 
     kind: ClassVar[str] = "layer_norm_lstm"
     epsilon: float = 1e-5
+
+
+class IndRNN(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.indrnn`: IndRNN (Li et al. 2018),
+    ``h' = activation(x W + u * h + b)``. Arguments as :class:`LSTM`; plus the cell's own
+    ``activation``."""
+
+    kind: ClassVar[str] = "indrnn"
+    activation: Callable[[Array], Array] = jax.nn.relu
+
+
+class ParaGRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.para_gru`: ParaGRU (Danieli et al. 2026), the GRU with
+    diagonal recurrent weights. Arguments as :class:`LSTM`."""
+
+    kind: ClassVar[str] = "para_gru"
+
+
+class ParaLSTM(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.para_lstm`: ParaLSTM (Danieli et al. 2026), a CIFG LSTM
+    with diagonal recurrent weights. Arguments as :class:`LSTM`."""
+
+    kind: ClassVar[str] = "para_lstm"
+
+
+class LRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.lru`: the linear recurrent unit (Orvieto et al. 2023), run
+    in parallel over time. Arguments as :class:`LSTM`; plus the cell's own ``r_min``,
+    ``r_max``, ``max_phase``."""
+
+    kind: ClassVar[str] = "lru"
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 2 * math.pi
+
+
+class RGLRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.rg_lru`: the RG-LRU of Griffin/Hawk (De et al. 2024), run
+    in parallel over time. Arguments as :class:`LSTM`."""
+
+    kind: ClassVar[str] = "rg_lru"
 
 
 class MinGRU(KindRNN):
@@ -335,3 +387,38 @@ class MinLSTMCell(KindStep):
     """
 
     kind: ClassVar[str] = "min_lstm"
+
+
+class IndRNNCell(KindStep):
+    """One step of :class:`IndRNN`; as :class:`LSTMCell`; plus the cell's own ``activation``."""
+
+    kind: ClassVar[str] = "indrnn"
+    activation: Callable[[Array], Array] = jax.nn.relu
+
+
+class ParaGRUCell(KindStep):
+    """One step of :class:`ParaGRU`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "para_gru"
+
+
+class ParaLSTMCell(KindStep):
+    """One step of :class:`ParaLSTM`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "para_lstm"
+
+
+class LRUCell(KindStep):
+    """One step of :class:`LRU`; as :class:`LSTMCell`; plus the cell's own ``r_min``, ``r_max``,
+    ``max_phase``."""
+
+    kind: ClassVar[str] = "lru"
+    r_min: float = 0.0
+    r_max: float = 1.0
+    max_phase: float = 2 * math.pi
+
+
+class RGLRUCell(KindStep):
+    """One step of :class:`RGLRU`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "rg_lru"

@@ -62,10 +62,15 @@ Array = jax.Array
 
 __all__ = (
     "GRU",
+    "LRU",
     "LSTM",
+    "RGLRU",
     "RNN",
     "Bidirectional",
     "GRUCell",
+    "IndRNN",
+    "IndRNNCell",
+    "LRUCell",
     "LSTMCell",
     "LayerNormLSTM",
     "LayerNormLSTMCell",
@@ -73,6 +78,11 @@ __all__ = (
     "MinGRUCell",
     "MinLSTM",
     "MinLSTMCell",
+    "ParaGRU",
+    "ParaGRUCell",
+    "ParaLSTM",
+    "ParaLSTMCell",
+    "RGLRUCell",
     "SimpleRNN",
     "SimpleRNNCell",
     "Step",
@@ -178,6 +188,43 @@ class LayerNormLSTM(KindRNN):
     :class:`LSTM`, plus the cell's ``epsilon``."""
 
     kind: ClassVar[str] = "layer_norm_lstm"
+
+
+class IndRNN(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.indrnn`: IndRNN (Li et al. 2018),
+    ``h' = activation(x W + u * h + b)``. Arguments as :class:`LSTM`; plus the cell's own
+    ``activation``."""
+
+    kind: ClassVar[str] = "indrnn"
+
+
+class ParaGRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.para_gru`: ParaGRU (Danieli et al. 2026), the GRU with
+    diagonal recurrent weights. Arguments as :class:`LSTM`."""
+
+    kind: ClassVar[str] = "para_gru"
+
+
+class ParaLSTM(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.para_lstm`: ParaLSTM (Danieli et al. 2026), a CIFG LSTM
+    with diagonal recurrent weights. Arguments as :class:`LSTM`."""
+
+    kind: ClassVar[str] = "para_lstm"
+
+
+class LRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.lru`: the linear recurrent unit (Orvieto et al. 2023), run
+    in parallel over time. Arguments as :class:`LSTM`; plus the cell's own ``r_min``,
+    ``r_max``, ``max_phase``."""
+
+    kind: ClassVar[str] = "lru"
+
+
+class RGLRU(KindRNN):
+    """:class:`RNN` over :func:`rnnjax.rg_lru`: the RG-LRU of Griffin/Hawk (De et al. 2024), run
+    in parallel over time. Arguments as :class:`LSTM`."""
+
+    kind: ClassVar[str] = "rg_lru"
 
 
 class MinGRU(KindRNN):
@@ -361,3 +408,34 @@ class MinLSTMCell(KindStep):
     """
 
     kind: ClassVar[str] = "min_lstm"
+
+
+class IndRNNCell(KindStep):
+    """One step of :class:`IndRNN`; as :class:`LSTMCell`; plus the cell's own ``activation``."""
+
+    kind: ClassVar[str] = "indrnn"
+
+
+class ParaGRUCell(KindStep):
+    """One step of :class:`ParaGRU`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "para_gru"
+
+
+class ParaLSTMCell(KindStep):
+    """One step of :class:`ParaLSTM`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "para_lstm"
+
+
+class LRUCell(KindStep):
+    """One step of :class:`LRU`; as :class:`LSTMCell`; plus the cell's own ``r_min``, ``r_max``,
+    ``max_phase``."""
+
+    kind: ClassVar[str] = "lru"
+
+
+class RGLRUCell(KindStep):
+    """One step of :class:`RGLRU`; as :class:`LSTMCell`."""
+
+    kind: ClassVar[str] = "rg_lru"

@@ -17,6 +17,7 @@ class Case(NamedTuple):
     reference_step: Any
     carry_arrays: int  # 2 for the LSTM's (h, c), else 1
     gates: int
+    width: int = 5  # of each carry array (the LRU's holds real and imaginary parts)
 
 
 HIDDEN = 5
@@ -49,6 +50,11 @@ CASES = [
     Case("min_lstm", rnnjax.min_lstm(HIDDEN), reference.min_lstm_step, 1, 3),
     Case("lstm-peephole", rnnjax.lstm(HIDDEN, peephole=True), reference.peephole_lstm_step, 2, 4),
     Case("layer_norm_lstm", rnnjax.layer_norm_lstm(HIDDEN), reference.layer_norm_lstm_step, 2, 4),
+    Case("indrnn", rnnjax.indrnn(HIDDEN), reference.indrnn_step, 1, 1),
+    Case("para_gru", rnnjax.para_gru(HIDDEN), reference.para_gru_step, 1, 3),
+    Case("para_lstm", rnnjax.para_lstm(HIDDEN), reference.para_lstm_step, 2, 3),
+    Case("rg_lru", rnnjax.rg_lru(HIDDEN), reference.rg_lru_step, 1, 3),
+    Case("lru", rnnjax.lru(HIDDEN), reference.lru_step, 1, 0, width=2 * HIDDEN),
 ]
 CASE_IDS = [case.name for case in CASES]
 
@@ -67,7 +73,7 @@ def random_params(case, key, input_size, dtype=jnp.float32):
 
 def random_carry(case, key, batch_shape, dtype=jnp.float32):
     arrays = [
-        jax.random.normal(k, (*batch_shape, HIDDEN), dtype)
+        jax.random.normal(k, (*batch_shape, case.width), dtype)
         for k in jax.random.split(key, case.carry_arrays)
     ]
     return rnnjax.LSTMState(*arrays) if case.carry_arrays == 2 else arrays[0]

@@ -130,3 +130,50 @@ def run(step, p, xs, initial_state, lengths=None, reverse=False):
         ys = np.zeros((batch, time, initial_state[0].shape[-1]))
     final = tuple(np.stack([f[k] for f in finals]) for k in range(len(initial_state)))
     return final, ys
+
+
+def indrnn_step(p, h, x, activation=lambda z: np.maximum(z, 0)):
+    """IndRNN (Li et al. 2018): h' = act(x W + u * h + b)."""
+    return activation(x @ p["kernel"] + p["recurrent_weight"] * h + p["bias"])
+
+
+def para_gru_step(p, h, x):
+    """ParaGRU: the GRU with per-unit recurrent weights a_r, a_z, a_n (columns r, z, n)."""
+    n = h.shape[-1]
+    w, a, b = p["kernel"], p["recurrent_weight"], p["bias"]
+    r = sigmoid(x @ w[:, :n] + b[:n] + a[:n] * h)
+    z = sigmoid(x @ w[:, n : 2 * n] + b[n : 2 * n] + a[n : 2 * n] * h)
+    candidate = np.tanh(x @ w[:, 2 * n :] + b[2 * n :] + r * a[2 * n :] * h)
+    return (1 - z) * candidate + z * h
+
+
+def para_lstm_step(p, state, x):
+    """ParaLSTM: the CIFG LSTM (input gate 1 - f) with per-unit recurrent weights (f, g, o)."""
+    h, c = state
+    n = h.shape[-1]
+    w, a, b = p["kernel"], p["recurrent_weight"], p["bias"]
+    pre = [x @ w[:, k * n : (k + 1) * n] + b[k * n : (k + 1) * n] + a[k * n : (k + 1) * n] * h
+           for k in range(3)]  # fmt: skip
+    f, g, o = sigmoid(pre[0]), np.tanh(pre[1]), sigmoid(pre[2])
+    c = f * c + (1 - f) * g
+    return o * np.tanh(c), c
+
+
+def rg_lru_step(p, h, x, c=8.0):
+    """RG-LRU (De et al. 2024): a = sigmoid(Lambda) with Lambda = -a_param, a_t = a^(c r_t),
+    h' = a_t h + sqrt(1 - a_t^2) (i_t v_t); columns r, i, v."""
+    n = h.shape[-1]
+    z = x @ p["kernel"] + p["bias"]
+    r, i, v = sigmoid(z[..., :n]), sigmoid(z[..., n : 2 * n]), z[..., 2 * n :]
+    a_t = sigmoid(-p["a_param"]) ** (c * r)
+    return a_t * h + np.sqrt(1 - a_t**2) * (i * v)
+
+
+def lru_step(p, h, x):
+    """LRU (Orvieto et al. 2023): h' = Lambda h + gamma (x B), Lambda = exp(-exp(nu) + i
+    exp(theta)); the state as [Re h, Im h]."""
+    n = h.shape[-1] // 2
+    state = h[..., :n] + 1j * h[..., n:]
+    lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))
+    state = lam * state + np.exp(p["gamma_log"]) * (x @ (p["b_real"] + 1j * p["b_imag"]))
+    return np.concatenate([state.real, state.imag], axis=-1)

@@ -37,9 +37,13 @@ def test_step_equals_its_split(case):
     carry = random_carry(case, jax.random.key(1), (2, 4))
     x = jax.random.normal(jax.random.key(2), (2, 4, 3))
     direct = case.cell.step(params, carry, x)
-    if case.cell.linear_scan is not None:  # minGRU, minLSTM: h' = a * h + b
+    if case.cell.linear_scan is not None:  # minGRU, minLSTM, the LRUs: h' = a * h + b
         a, b = case.cell.linear_scan.coefficients(params, x)
-        split = (a * carry + b,) * 2
+        if jnp.iscomplexobj(a):  # the LRU: the carry is [Re h, Im h]
+            h = a * jax.lax.complex(*jnp.split(carry, 2, axis=-1)) + b
+            split = (jnp.concatenate([h.real, h.imag], axis=-1),) * 2
+        else:
+            split = (a * carry + b,) * 2
     else:
         projection = case.cell.projection
         split = projection.step(params, carry, projection.project(params, x), None)
@@ -65,12 +69,17 @@ def test_step_has_scan_signature(case):
 def test_params_are_plain_pytrees_of_arrays(case, dtype):
     params = case.cell.init(jax.random.key(0), 7, dtype)
     gates = case.gates
-    assert params.kernel.shape == (7, gates * 5)
-    if case.cell.linear_scan is None:
+    if isinstance(params, rnnjax.DiagonalParams):
+        assert params.recurrent_weight.shape == (gates * 5,)  # a vector, not a matrix
+    elif isinstance(params, rnnjax.LRUParams):
+        assert params.b_real.shape == params.b_imag.shape == (7, 5)
+    elif case.cell.linear_scan is None:
         assert params.recurrent_kernel.shape == (5, gates * 5)
     else:
-        assert params._fields == ("kernel", "bias")  # gates read x only: no recurrent kernel
-    assert params.bias.shape == (gates * 5,)
+        assert params._fields[:2] == ("kernel", "bias")  # gates read x only
+    if gates:
+        assert params.kernel.shape == (7, gates * 5)
+        assert params.bias.shape == (gates * 5,)
     assert all(
         isinstance(leaf, jax.Array) and leaf.dtype == dtype for leaf in jax.tree.leaves(params)
     )
@@ -148,8 +157,8 @@ def test_initial_carry(case):
     params = case.cell.init(jax.random.key(0), 3, jnp.bfloat16)
     carry = case.cell.initial_carry(params, (2, 3))
     assert all(
-        a.shape == (2, 3, 5) and a.dtype == jnp.bfloat16 and not a.any()
+        a.shape == (2, 3, case.width) and a.dtype == jnp.bfloat16 and not a.any()
         for a in carry_arrays(carry)
     )
     carry = case.cell.initial_carry(params, 4, jnp.float32)
-    assert all(a.shape == (4, 5) and a.dtype == jnp.float32 for a in carry_arrays(carry))
+    assert all(a.shape == (4, case.width) and a.dtype == jnp.float32 for a in carry_arrays(carry))

@@ -37,10 +37,20 @@ def run(script, *args, timeout=300):
         "sentiment.py",
         "translate_dates.py",
         "next_word.py",
+        "adding_problem.py",
     ],
 )
 def test_help(script):
     assert "usage:" in run(script, "--help")
+
+
+def test_adding_problem_quick(tmp_path):
+    out = tmp_path / "adding.json"
+    stdout = run("adding_problem.py", "--quick", "--cells", "para_gru,lru", "--out", str(out))
+    assert "para_gru" in stdout and "lru" in stdout and "test MSE" in stdout
+    results = json.loads(out.read_text())["results"]
+    assert [r["cell"] for r in results] == ["para_gru", "lru"]
+    assert all(r["test_mse"] == r["test_mse"] and r["test_mse"] < 100 for r in results)
 
 
 def test_quickstart_loss_falls():
@@ -158,7 +168,9 @@ def test_char_lm_min_gru_stack_quick(tmp_path):
     assert "min_gru x2: validation" in stdout and "bits per character" in stdout
 
 
-@pytest.mark.parametrize(("kind", "depth"), [("lstm", 1), ("min_gru", 2), ("min_lstm", 3)])
+@pytest.mark.parametrize(
+    ("kind", "depth"), [("lstm", 1), ("min_gru", 2), ("min_lstm", 3), ("para_lstm", 2), ("lru", 2)]
+)
 def test_char_lm_decode_step_matches_the_model(kind, depth):
     """Sampling's one-character-at-a-time step equals the trained model over a sequence."""
     import jax

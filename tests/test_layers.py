@@ -245,7 +245,10 @@ def test_recurrent_dropout_touches_only_h_at_the_recurrent_matmul(case):
     # With a zero recurrent kernel h never enters the step's matmuls, so dropping h must
     # change nothing: not the LSTM's c, not the GRU's z * h term (as in Keras).
     params = random_params(case, jax.random.key(1), FEATURES)
-    params = params._replace(recurrent_kernel=jnp.zeros_like(params.recurrent_kernel))
+    if isinstance(params, rnnjax.DiagonalParams):  # the diagonal cells' recurrent vector
+        params = params._replace(recurrent_weight=jnp.zeros_like(params.recurrent_weight))
+    else:
+        params = params._replace(recurrent_kernel=jnp.zeros_like(params.recurrent_kernel))
     carry = random_carry(case, jax.random.key(2), (BATCH,))
     layer = rnnjax.layer(case.cell, recurrent_dropout=0.9)
     dropped = layer.apply(

@@ -175,7 +175,9 @@ class LinearScan(NamedTuple):
 
     The carry is ``h`` itself and ``step(p, h, x) == (a * h + b, a * h + b)`` with ``(a, b) =
     coefficients(p, x)``, so the driver may compute every step's coefficients at once and run
-    :func:`rnnjax.linear_recurrence` over them.
+    :func:`rnnjax.linear_recurrence` over them. ``a`` and ``b`` may be complex ``[..., N]``
+    for a real carry ``[*batch, 2N]`` holding the real parts, then the imaginary parts
+    (:func:`rnnjax.lru`): the driver runs the recurrence in complex arithmetic.
 
     Attributes:
       coefficients: :class:`CoefficientsFn`.

@@ -18,6 +18,7 @@ from rnnjax._src.checks import check_carry, check_seq_lengths, input_size_of, sh
 from rnnjax._src.contract import Carry, Cell, Params
 from rnnjax._src.fused import fused_scan
 from rnnjax._src.linear import default_method, scan_time_leading
+from rnnjax._src.lru_cells import merge, split
 from rnnjax._src.newton_entry import check_newton, default_newton, newton_scan, newton_settings
 from rnnjax._src.settings import LayerSettings
 from rnnjax._src.updates import advance, reset
@@ -297,12 +298,17 @@ def _run_linear(
     if remat:
         coefficients = jax.checkpoint(coefficients, prevent_cse=False)
     a, b = coefficients(params, inputs)
+    state, start = initial, fresh
+    if jnp.iscomplexobj(a):  # the carry holds real parts, then imaginary parts (the LRU)
+        state, start = split(initial), split(fresh)
     if flags is not None:  # a reset step starts from ``fresh``: h = a * fresh + b
         flag = flags[..., None]
-        b = jnp.where(flag, a * fresh[None] + b, b)
+        b = jnp.where(flag, a * start[None] + b, b)
         a = jnp.where(flag, jnp.zeros_like(a), a)
     method = default_method()
-    final, hs = scan_time_leading(a, b, initial, valid, reverse=reverse, method=method)
+    final, hs = scan_time_leading(a, b, state, valid, reverse=reverse, method=method)
+    if jnp.iscomplexobj(a):
+        final, hs = merge(final), merge(hs)
     return final.astype(initial.dtype), hs.astype(initial.dtype)
 
 

@@ -8,6 +8,7 @@ cell keeps one (the GRU's recurrent bias). Cells adjust the result (the LSTM for
 
 from __future__ import annotations
 
+import functools
 from typing import Literal, NamedTuple
 
 import jax
@@ -77,3 +78,16 @@ def init_weights(
     else:
         raise ValueError(f"initializer must be one of {INITIALIZERS}; got {scheme!r}")
     return WeightBlocks(*(block.astype(dtype) for block in blocks))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3, 4, 5))
+def input_weights(
+    scheme: str, key: jax.Array, input_size: int, hidden_size: int, gates: int, dtype: DTypeLike
+) -> tuple[jax.Array, jax.Array]:
+    """``(kernel, bias)`` of :func:`init_weights`, for cells without a recurrent kernel.
+
+    Compiled, so the recurrent kernel they do not use (an orthogonal draw: a QR of ``[H, H]``,
+    minutes at ``H`` in the thousands) is never computed.
+    """
+    blocks = init_weights(scheme, key, input_size, hidden_size, gates, dtype)
+    return blocks.kernel, blocks.bias

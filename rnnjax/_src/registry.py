@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 from rnnjax._src.cells import GRUParams, LSTMParams, SimpleRNNParams, gru, lstm, simple_rnn
 from rnnjax._src.contract import Cell
+from rnnjax._src.diagonal_cells import DiagonalParams, indrnn, para_gru, para_lstm
+from rnnjax._src.lru_cells import LRUParams, RGLRUParams, lru, rg_lru
 from rnnjax._src.lstm_variants import LayerNormLSTMParams, layer_norm_lstm
 from rnnjax._src.min_cells import MinRNNParams, min_gru, min_lstm
 
@@ -39,6 +41,11 @@ CELL_KINDS: dict[str, CellKind] = {
     "layer_norm_lstm": CellKind(
         layer_norm_lstm, LayerNormLSTMParams, "LayerNormLSTM", ("epsilon",)
     ),
+    "indrnn": CellKind(indrnn, DiagonalParams, "IndRNN", ("activation",)),
+    "para_gru": CellKind(para_gru, DiagonalParams, "ParaGRU"),
+    "para_lstm": CellKind(para_lstm, DiagonalParams, "ParaLSTM"),
+    "lru": CellKind(lru, LRUParams, "LRU", ("r_min", "r_max", "max_phase")),
+    "rg_lru": CellKind(rg_lru, RGLRUParams, "RGLRU"),
 }
 
 
