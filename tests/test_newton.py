@@ -267,7 +267,7 @@ def test_errors():
     ):
         rnnjax.rnn(gru, params, xs, parallel="newton")
     with pytest.raises(
-        ValueError, match=r'rnnjax.rnn: parallel must be None, True, False or "newton"'
+        TypeError, match=r"rnnjax.rnn: parallel must be None, True, False or 'newton'"
     ):
         rnnjax.rnn(gru, params, xs, parallel="deer")
     cell = CELLS["indrnn"]()
