@@ -155,7 +155,7 @@ class KindRNN(_Sequence):
 
     kind: ClassVar[str]
     features: int
-    initializer: str = dataclasses.field(default="keras", kw_only=True)
+    initializer: str | None = dataclasses.field(default=None, kw_only=True)
 
     def recurrent(self) -> Recurrent:
         """The kind's cell and the checked settings."""
@@ -307,7 +307,7 @@ class KindStep(_StepBase):
 
     kind: ClassVar[str]
     features: int
-    initializer: str = "keras"
+    initializer: str | None = None
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
 

@@ -56,11 +56,13 @@ def kind_cell(
     entries that are the kind's own (``reset_after``, ``activation``); returns the cell and
     the remaining (module) settings."""
     features = check_int(where, "features", features)
-    initializer = check_choice(where, "initializer", initializer, ("keras", "torch", "flax"))
-    own = CELL_KINDS[kind].settings
+    if initializer is not None:  # None: the kind's own default ("keras" for most)
+        check_choice(where, "initializer", initializer, ("keras", "torch", "flax"))
+        settings = {**settings, "initializer": initializer}
+    own = (*CELL_KINDS[kind].settings, "initializer")
     cell_settings = {name: settings[name] for name in own if name in settings}
     rest = {name: value for name, value in settings.items() if name not in own}
-    return make_cell(kind, features, initializer=initializer, **cell_settings), rest
+    return make_cell(kind, features, **cell_settings), rest
 
 
 @dataclasses.dataclass(frozen=True)
