@@ -1,6 +1,7 @@
 """Test settings: strict rank promotion and hypothesis profiles sized for a 2-core CI."""
 
 import os
+import re
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports Keras 3
 
@@ -28,10 +29,15 @@ def hoist_projection(request):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The input-projection paths do not apply to linear-scan cells (minGRU, minLSTM): run
-    them once, not once per path."""
+    """The input-projection paths do not apply to cells without the projection capability
+    (minGRU, minLSTM, LRU, RG-LRU; ``hoist_projection=True`` is an error for them): run them
+    once, not once per path."""
+    from tests.cells_under_test import CASES
+
+    unprojected = [case.name for case in CASES if case.cell.projection is None]
+    pattern = re.compile(r"[-\[](" + "|".join(map(re.escape, unprojected)) + r")\]")
     items[:] = [
         item
         for item in items
-        if not ("hoisted-projection" in item.nodeid and "min_" in item.nodeid)
+        if not ("hoisted-projection" in item.nodeid and pattern.search(item.nodeid))
     ]

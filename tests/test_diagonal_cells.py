@@ -152,7 +152,7 @@ def test_step_decodes_one_token_at_a_time():
     [
         (lambda: rnnjax.lru(4, r_min=0.9, r_max=0.5), r"rnnjax.lru: need 0 <= r_min < r_max"),
         (lambda: rnnjax.lru(4, max_phase=0.0), r"rnnjax.lru: max_phase must be positive; got 0"),
-        (lambda: rnnjax.para_gru(0), r"hidden_size must be a positive int; got 0"),
+        (lambda: rnnjax.para_gru(0), r"rnnjax.para_gru: hidden_size must be an int >= 1; got 0"),
     ],
 )
 def test_bad_settings(make, message):
