@@ -200,7 +200,7 @@ def malformed_nnx(rng: random.Random) -> tuple[str, Callable[[], Any]]:
         "unroll": NOT_UNROLL,
         "dtype": ["float99", jnp.int32],
         "param_dtype": [jnp.int32, "int8", bool],
-        "initializer": ["he", None],
+        "initializer": ["he", 3, "Keras"],
         "rngs": [None, 0, jax.random.key(0)],
         "retrun_sequences": [True],
     }
