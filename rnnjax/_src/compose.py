@@ -188,6 +188,25 @@ def _residual(where: str, index: int, ys: Any, xs: Array) -> Array:
     return ys + xs
 
 
+def _check_layers(where: str, layers: tuple[Any, ...]) -> None:
+    if not layers:
+        raise ValueError(f"{where}: needs at least one layer; got none")
+    for index, item in enumerate(layers):
+        if not isinstance(item, Layer):
+            raise TypeError(
+                f"{where}: layer {index} must be a rnnjax.Layer (from rnnjax.layer,"
+                f" bidirectional or stack); got {type(item).__name__}"
+            )
+
+
+def _check_per_layer_params(where: str, params: Any, depth: int) -> None:
+    if not isinstance(params, (tuple, list)) or len(params) != depth:
+        raise ValueError(
+            f"{where}: params must be a tuple with one entry per layer ({depth}); got"
+            f" {jax.tree.structure(params)}"
+        )
+
+
 def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer:
     """Layers run one after another: PyTorch's ``num_layers`` with ``dropout``, any depth.
 
@@ -228,14 +247,7 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
       ((2, 5, 16), 2)
     """
     where = "rnnjax.stack"
-    if not layers:
-        raise ValueError(f"{where}: needs at least one layer; got none")
-    for index, item in enumerate(layers):
-        if not isinstance(item, Layer):
-            raise TypeError(
-                f"{where}: layer {index} must be a rnnjax.Layer (from rnnjax.layer,"
-                f" bidirectional or stack); got {type(item).__name__}"
-            )
+    _check_layers(where, layers)
     check_rate(where, "dropout", dropout)
     depth = len(layers)
 
@@ -251,11 +263,7 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
         key: Array | None = None,
         deterministic: bool = True,
     ) -> tuple[tuple[Carry, ...], Any]:
-        if not isinstance(params, (tuple, list)) or len(params) != depth:
-            raise ValueError(
-                f"{where}: params must be a tuple with one entry per layer ({depth}); got"
-                f" {jax.tree.structure(params)}"
-            )
+        _check_per_layer_params(where, params, depth)
         carries = _per_layer(
             where, f"a tuple with one carry per layer ({depth})", depth, initial_carry
         )
