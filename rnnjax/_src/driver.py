@@ -9,7 +9,7 @@ a ``projection`` may have its input projection hoisted out of the scan, and one 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -235,17 +235,9 @@ def run(
 ) -> tuple[Carry, Array]:
     """:func:`rnn` after its checks of the cell, the settings and ``xs`` (layers call it
     with their own checked settings); the carry, lengths and resets are checked here."""
-    time, batch_shape = time_and_batch(xs, time_major)
-    fresh = cell.initial_carry(params, batch_shape, carry_dtype(cell, params, xs, batch_shape))
-    if initial_carry is None:
-        initial_carry = fresh
-    else:
-        initial_carry = check_carry(initial_carry, jax.eval_shape(lambda: fresh))
-    time_axis = 0 if time_major else len(batch_shape)
-    inputs, valid = _time_leading(xs, seq_lengths, time_axis, time, batch_shape)
-    flags = None
-    if resets is not None:
-        flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
+    scan = time_leading(cell, params, xs, time_major, initial_carry, seq_lengths, resets)
+    inputs, valid, flags, fresh, initial_carry, time_axis = scan
+    time = inputs.shape[0]
     reverse, unroll, remat = settings.reverse, settings.unroll, bool(settings.remat)
     parallel = settings.parallel
     if parallel == "newton" or (parallel is None and default_newton(cell, time, remat)):
@@ -275,6 +267,46 @@ def run(
             body, initial_carry, (inputs, valid, flags), reverse=reverse, unroll=unroll
         )
     return final_carry, jnp.moveaxis(ys, 0, time_axis)
+
+
+class TimeLeading(NamedTuple):
+    """What a scan over time reads, time on the leading axis: ``inputs [time, *batch,
+    features]`` (padding zeroed), ``valid`` and ``flags`` (resets) ``[time, *batch]`` or
+    ``None``, the cell's ``fresh`` carry, the checked ``initial_carry`` and where time sits in
+    the caller's layout."""
+
+    inputs: Array
+    valid: Array | None
+    flags: Array | None
+    fresh: Carry
+    initial_carry: Carry
+    time_axis: int
+
+
+def time_leading(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    time_major: bool,
+    initial_carry: Carry | None,
+    seq_lengths: Any,
+    resets: Any,
+    where: str = "rnnjax.rnn",
+) -> TimeLeading:
+    """``xs`` and its lengths, resets and carry as a scan over time reads them; the carry,
+    lengths and resets are checked here (``xs`` was, by :func:`check_xs`)."""
+    time, batch_shape = time_and_batch(xs, time_major)
+    fresh = cell.initial_carry(params, batch_shape, carry_dtype(cell, params, xs, batch_shape))
+    if initial_carry is None:
+        initial_carry = fresh
+    else:
+        initial_carry = check_carry(initial_carry, jax.eval_shape(lambda: fresh), where)
+    time_axis = 0 if time_major else len(batch_shape)
+    inputs, valid = _time_leading(xs, seq_lengths, time_axis, time, batch_shape)
+    flags = None
+    if resets is not None:
+        flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
+    return TimeLeading(inputs, valid, flags, fresh, initial_carry, time_axis)
 
 
 def _choose_parallel(cell: Cell, parallel: bool | str | None) -> bool:

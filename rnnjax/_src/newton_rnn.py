@@ -5,9 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rnnjax._src.checks import check_carry
 from rnnjax._src.contract import Carry, Cell, Params
-from rnnjax._src.driver import _check_resets, _time_leading, carry_dtype, check_xs
+from rnnjax._src.driver import check_xs, time_leading
 from rnnjax._src.newton import NewtonInfo
 from rnnjax._src.newton_entry import check_newton, newton_scan, settings_for
 
@@ -93,20 +92,12 @@ def newton_rnn(
     if not isinstance(quasi, bool):
         raise TypeError(f"{where}: quasi must be a bool; got {quasi!r}")
     check_newton(cell, False, where, quasi)
-    time, batch_shape = check_xs(cell, params, xs, time_major)
+    check_xs(cell, params, xs, time_major, where)
     xs = jnp.asarray(xs)
-    fresh = cell.initial_carry(params, batch_shape, carry_dtype(cell, params, xs, batch_shape))
-    if initial_carry is None:
-        initial_carry = fresh
-    else:
-        initial_carry = check_carry(initial_carry, jax.eval_shape(lambda: fresh), where)
-    settings = settings_for(initial_carry, quasi, damping, tolerance, max_iterations, 1, where)
-    time_axis = 0 if time_major else len(batch_shape)
-    inputs, valid = _time_leading(xs, seq_lengths, time_axis, time, batch_shape)
-    flags = None
-    if resets is not None:
-        flags = jnp.moveaxis(_check_resets(resets, xs, time_major), time_axis, 0)
+    scan = time_leading(cell, params, xs, time_major, initial_carry, seq_lengths, resets, where)
+    settings = settings_for(scan.initial_carry, quasi, damping, tolerance, max_iterations, 1, where)
     final_carry, ys, info = newton_scan(
-        cell, settings, params, initial_carry, inputs, valid, flags, fresh, reverse
-    )
-    return final_carry, jnp.moveaxis(ys, 0, time_axis), info
+        cell, settings, params, scan.initial_carry, scan.inputs, scan.valid, scan.flags,
+        scan.fresh, reverse,
+    )  # fmt: skip
+    return final_carry, jnp.moveaxis(ys, 0, scan.time_axis), info
