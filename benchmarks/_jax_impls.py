@@ -34,7 +34,7 @@ from _common import (
 )
 
 import rnnjax
-from rnnjax._src.matmul import matmul
+from rnnjax._src.core.matmul import matmul
 
 Apply = Callable[[Any, jax.Array], jax.Array]
 

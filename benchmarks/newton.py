@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 
 import rnnjax
-from rnnjax._src.contract import DiagonalJacobian
-from rnnjax._src.linear import default_method
-from rnnjax._src.newton import evaluate, shift, stack
-from rnnjax._src.newton_linear import solve
+from rnnjax._src.core.contract import DiagonalJacobian
+from rnnjax._src.linear.recurrence import default_method
+from rnnjax._src.newton.blocks import solve
+from rnnjax._src.newton.solver import evaluate, shift, stack
 
 SHAPES = ((16, 4096, 128, 128), (1, 65536, 32, 32), (64, 256, 256, 256))
 CELLS = ("indrnn", "para_gru", "gru")

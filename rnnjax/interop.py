@@ -4,11 +4,11 @@ torch and keras are optional (``pip install "rnnjax[interop]"``): each is import
 inside the functions that need it, as flax is.
 """
 
-from rnnjax._src.interop_flax import from_flax as from_flax
-from rnnjax._src.interop_flax import to_flax as to_flax
-from rnnjax._src.interop_keras import from_keras as from_keras
-from rnnjax._src.interop_keras import to_keras as to_keras
-from rnnjax._src.interop_torch import from_torch as from_torch
-from rnnjax._src.interop_torch import to_torch as to_torch
+from rnnjax._src.interop.flax import from_flax as from_flax
+from rnnjax._src.interop.flax import to_flax as to_flax
+from rnnjax._src.interop.keras import from_keras as from_keras
+from rnnjax._src.interop.keras import to_keras as to_keras
+from rnnjax._src.interop.pytorch import from_torch as from_torch
+from rnnjax._src.interop.pytorch import to_torch as to_torch
 
 __all__ = ("from_flax", "from_keras", "from_torch", "to_flax", "to_keras", "to_torch")

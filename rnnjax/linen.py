@@ -47,12 +47,12 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from rnnjax._src.compose import BidirectionalParams
-from rnnjax._src.contract import Params
-from rnnjax._src.linen_modules import RNN as RNN
-from rnnjax._src.linen_modules import Bidirectional as Bidirectional
-from rnnjax._src.linen_modules import KindRNN, KindStep
-from rnnjax._src.linen_modules import Step as Step
+from rnnjax._src.core.contract import Params
+from rnnjax._src.layers.compose import BidirectionalParams
+from rnnjax._src.modules.linen import RNN as RNN
+from rnnjax._src.modules.linen import Bidirectional as Bidirectional
+from rnnjax._src.modules.linen import KindRNN, KindStep
+from rnnjax._src.modules.linen import Step as Step
 
 Array = jax.Array
 

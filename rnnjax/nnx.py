@@ -53,10 +53,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rnnjax._src.nnx_modules import RNN as RNN
-from rnnjax._src.nnx_modules import Bidirectional as Bidirectional
-from rnnjax._src.nnx_modules import KindRNN, KindStep
-from rnnjax._src.nnx_modules import Step as Step
+from rnnjax._src.modules.nnx import RNN as RNN
+from rnnjax._src.modules.nnx import Bidirectional as Bidirectional
+from rnnjax._src.modules.nnx import KindRNN, KindStep
+from rnnjax._src.modules.nnx import Step as Step
 
 Array = jax.Array
 

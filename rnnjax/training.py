@@ -5,17 +5,17 @@ bucketed by length), data parallelism.
 only when used.
 """
 
-from rnnjax._src.bucketing import bucket_batches as bucket_batches
-from rnnjax._src.distributed import data_parallel_mesh as data_parallel_mesh
-from rnnjax._src.distributed import global_batch as global_batch
-from rnnjax._src.distributed import replicate as replicate
-from rnnjax._src.distributed import shard_batch as shard_batch
-from rnnjax._src.training import KeepBest as KeepBest
-from rnnjax._src.training import Trainer as Trainer
-from rnnjax._src.training import TrainState as TrainState
-from rnnjax._src.training import epoch_batches as epoch_batches
-from rnnjax._src.training import make_trainer as make_trainer
-from rnnjax._src.training_loop import fit as fit
+from rnnjax._src.training.bucketing import bucket_batches as bucket_batches
+from rnnjax._src.training.distributed import data_parallel_mesh as data_parallel_mesh
+from rnnjax._src.training.distributed import global_batch as global_batch
+from rnnjax._src.training.distributed import replicate as replicate
+from rnnjax._src.training.distributed import shard_batch as shard_batch
+from rnnjax._src.training.loop import fit as fit
+from rnnjax._src.training.step import KeepBest as KeepBest
+from rnnjax._src.training.step import Trainer as Trainer
+from rnnjax._src.training.step import TrainState as TrainState
+from rnnjax._src.training.step import epoch_batches as epoch_batches
+from rnnjax._src.training.step import make_trainer as make_trainer
 
 __all__ = (
     "KeepBest",

@@ -18,7 +18,7 @@ from flax import nnx
 import rnnjax
 import rnnjax.linen
 import rnnjax.nnx
-from rnnjax._src.registry import CELL_KINDS
+from rnnjax._src.cells.registry import CELL_KINDS
 from tests.test_custom_cell import BATCH, FEATURES, HIDDEN, LENGTHS, PEEPHOLE, PEEPHOLE_PROJECTED
 
 TIME = 6

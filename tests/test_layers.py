@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from jax.extend import core as jex_core
 
 import rnnjax
-from rnnjax._src import derived
+from rnnjax._src.cells import derived
 from tests.cells_under_test import (
     CASE_IDS,
     CASES,

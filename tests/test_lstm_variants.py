@@ -11,7 +11,7 @@ import pytest
 from jax.test_util import check_grads
 
 import rnnjax
-from rnnjax._src.registry import make_cell
+from rnnjax._src.cells.registry import make_cell
 from tests import cells_under_test
 from tests.cells_under_test import CASES
 

@@ -14,7 +14,7 @@ import pytest
 from jax.test_util import check_grads
 
 import rnnjax
-from rnnjax._src.contract import DiagonalJacobian
+from rnnjax._src.core.contract import DiagonalJacobian
 
 H, F, B = 4, 3, 3
 
@@ -295,6 +295,6 @@ def test_errors():
 def test_parallel_none_is_sequential_on_cpu():
     cell = CELLS["indrnn"]()
     params, xs, _, _ = _setup(cell, 8)
-    assert not rnnjax._src.newton_entry.default_newton(cell, 1 << 20)
+    assert not rnnjax._src.newton.entry.default_newton(cell, 1 << 20)
     jaxpr = str(jax.make_jaxpr(lambda x: rnnjax.rnn(cell, params, x))(xs))
     assert "while" not in jaxpr

@@ -100,7 +100,7 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
 def _registry_entries(what: str) -> str:
     """``::: rnnjax.<name>`` for every cell kind of the registry: its factory (``cells``) or
     its params type (``params``), so a new kind joins the API reference with no edit here."""
-    from rnnjax._src.registry import CELL_KINDS
+    from rnnjax._src.cells.registry import CELL_KINDS
 
     names: list[str] = []
     for kind in CELL_KINDS.values():
