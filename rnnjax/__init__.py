@@ -15,6 +15,8 @@ Flax's modules, torch and Keras are imported only when they are needed.
 import importlib
 from typing import Any
 
+from rnnjax._src.cells.check import CellCheckError as CellCheckError
+from rnnjax._src.cells.check import check_cell as check_cell
 from rnnjax._src.cells.diagonal import DiagonalParams as DiagonalParams
 from rnnjax._src.cells.diagonal import indrnn as indrnn
 from rnnjax._src.cells.diagonal import para_gru as para_gru
@@ -23,6 +25,11 @@ from rnnjax._src.cells.elman import SimpleRNNParams as SimpleRNNParams
 from rnnjax._src.cells.elman import simple_rnn as simple_rnn
 from rnnjax._src.cells.gru import GRUParams as GRUParams
 from rnnjax._src.cells.gru import gru as gru
+from rnnjax._src.cells.kit import cell_factory as cell_factory
+from rnnjax._src.cells.kit import diagonal_cell as diagonal_cell
+from rnnjax._src.cells.kit import diagonal_jacobian_of as diagonal_jacobian_of
+from rnnjax._src.cells.kit import gated_cell as gated_cell
+from rnnjax._src.cells.kit import linear_scan_cell as linear_scan_cell
 from rnnjax._src.cells.lru import LRUParams as LRUParams
 from rnnjax._src.cells.lru import RGLRUParams as RGLRUParams
 from rnnjax._src.cells.lru import lru as lru
@@ -72,6 +79,7 @@ __all__ = (
     "AttentionState",
     "BidirectionalParams",
     "Cell",
+    "CellCheckError",
     "Decoded",
     "DiagonalJacobian",
     "DiagonalParams",
@@ -92,12 +100,18 @@ __all__ = (
     "SimpleRNNParams",
     "attention",
     "bidirectional",
+    "cell_factory",
+    "check_cell",
     "decode",
+    "diagonal_cell",
+    "diagonal_jacobian_of",
+    "gated_cell",
     "gru",
     "indrnn",
     "layer",
     "layer_norm_lstm",
     "linear_recurrence",
+    "linear_scan_cell",
     "lru",
     "lstm",
     "min_gru",

@@ -11,7 +11,8 @@ one only. Two things follow:
 * The Jacobian of the new carry with respect to the old one is diagonal over the units (``k x
   k`` blocks for a carry of ``k`` arrays; 2 x 2 for ParaLSTM's ``(h, c)``): the
   :class:`~rnnjax.DiagonalJacobian` capability, with which Newton's method solves the whole
-  sequence as linear recurrences.
+  sequence as linear recurrences. The cells are built with :func:`rnnjax.diagonal_cell`,
+  which derives it from the step.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from jax.typing import DTypeLike
 
 from rnnjax._src.cells.gru import gru_combine, gru_gates
 from rnnjax._src.cells.initializers import input_weights
-from rnnjax._src.cells.kit import batch_tuple, cell_factory, gated_cell
+from rnnjax._src.cells.kit import batch_tuple, cell_factory, diagonal_cell, identity
 from rnnjax._src.cells.lstm import LSTMState
-from rnnjax._src.core.contract import BatchShape, Carry, Cell, DiagonalJacobian, Params
+from rnnjax._src.core.contract import BatchShape, Carry, Cell
 
 Array = jax.Array
 
@@ -46,35 +47,6 @@ class DiagonalParams(NamedTuple):
     kernel: Array
     recurrent_weight: Array
     bias: Array
-
-
-def with_jacobian(step: Callable[..., tuple[Carry, Array]]) -> DiagonalJacobian:
-    """The :class:`~rnnjax.DiagonalJacobian` of a step whose carry Jacobian is block-diagonal
-    over the hidden units.
-
-    The carry's ``k`` arrays are stacked as ``s [*batch, H, k]``; the step is linearised once
-    (one forward pass) and its linear map applied to the ``k`` unit vectors of the block,
-    each broadcast over all units. Because no unit reads another, column ``j`` of every
-    unit's block comes out of the ``j``-th product at once: the exact Jacobian, computed with
-    the step, in ``k`` elementwise passes.
-    """
-
-    def jacobian_step(params: Params, carry: Carry, x: Array) -> tuple[tuple[Carry, Array], Array]:
-        leaves, treedef = jax.tree.flatten(carry)
-        k = len(leaves)
-
-        def stacked_step(stacked: Array) -> tuple[Array, tuple[Carry, Array]]:
-            old = jax.tree.unflatten(treedef, [stacked[..., j] for j in range(k)])
-            new, y = step(params, old, x)
-            return jnp.stack(jax.tree.leaves(new), axis=-1), (new, y)
-
-        stacked = jnp.stack(leaves, axis=-1)
-        _, linear, (new, y) = jax.linearize(stacked_step, stacked, has_aux=True)
-        basis = jnp.eye(k, dtype=stacked.dtype)
-        columns = [linear(jnp.broadcast_to(basis[j], stacked.shape)) for j in range(k)]
-        return (new, y), jnp.stack(columns, axis=-1)
-
-    return DiagonalJacobian(jacobian_step)
 
 
 def _diagonal_cell(
@@ -110,8 +82,7 @@ def _diagonal_cell(
             )
         return int(kernel[0])
 
-    cell = gated_cell(init, initial_carry, input_size, output, recurrent, combine, gates_fn)
-    return cell._replace(diagonal_jacobian=with_jacobian(cell.step))
+    return diagonal_cell(init, initial_carry, input_size, output, recurrent, combine, gates_fn)
 
 
 _FIELDS = DiagonalParams._fields
@@ -142,10 +113,6 @@ def _zeros_fn(hidden: int) -> Callable[..., Array]:
         return jnp.zeros((*batch_tuple(batch_shape), hidden), dtype or params.kernel.dtype)
 
     return initial_carry
-
-
-def _identity(h: Array) -> Array:
-    return h
 
 
 @cell_factory
@@ -193,7 +160,7 @@ def indrnn(
 
     init = _init_fn(hidden_size, 1, initializer, low=0.0)
     return _diagonal_cell(
-        "indrnn", hidden_size, 1, init, _zeros_fn(hidden_size), _identity, jnp.add, gates
+        "indrnn", hidden_size, 1, init, _zeros_fn(hidden_size), identity, jnp.add, gates
     )
 
 
@@ -241,7 +208,7 @@ def para_gru(hidden_size: int, *, initializer: str = "keras") -> Cell:
         3,
         init,
         _zeros_fn(hidden_size),
-        _identity,
+        identity,
         gru_combine,
         gru_gates,
     )

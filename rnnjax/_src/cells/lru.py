@@ -25,10 +25,9 @@ import numpy as np
 from jax.typing import DTypeLike
 
 from rnnjax._src.cells.initializers import input_weights
-from rnnjax._src.cells.kit import batch_tuple, cell_factory
-from rnnjax._src.core.contract import BatchShape, Cell, LinearScan
+from rnnjax._src.cells.kit import batch_tuple, cell_factory, linear_scan_cell
+from rnnjax._src.core.contract import BatchShape, Cell
 from rnnjax._src.core.matmul import add_bias, matmul
-from rnnjax._src.linear.recurrence import merge_complex, split_complex
 
 Array = jax.Array
 
@@ -132,22 +131,7 @@ def _linear_cell(
     ) -> Array:
         return jnp.zeros((*batch_tuple(batch_shape), width), dtype or dtype_of(params))
 
-    def step(params: Any, h: Array, x: Array) -> tuple[Array, Array]:
-        a, b = coefficients(params, x)
-        h_new = (
-            merge_complex(a * split_complex(h) + b).astype(h.dtype)
-            if jnp.iscomplexobj(a)
-            else a * h + b
-        )
-        return h_new, h_new
-
-    return Cell(
-        init, initial_carry, step, input_size, identity, linear_scan=LinearScan(coefficients)
-    )
-
-
-def identity(h: Array) -> Array:
-    return h
+    return linear_scan_cell(init, initial_carry, input_size, coefficients)
 
 
 @cell_factory

@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.typing import DTypeLike
 
 from rnnjax._src.cells.initializers import init_weights
@@ -215,15 +214,12 @@ def _normalize(z: Array, epsilon: float, gain: Array, bias: Array | None = None)
 
 
 def _check_epsilon(epsilon: float) -> float:
-    where = "rnnjax.layer_norm_lstm"
-    if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, (int, float, np.floating)):
-        raise TypeError(
-            f"{where}: epsilon must be a positive float; got {epsilon!r} of type"
-            f" {type(epsilon).__name__}"
-        )
+    """``epsilon`` (a float: :func:`~rnnjax.cell_factory` checked its type) if positive."""
     if not (epsilon > 0 and math.isfinite(epsilon)):
-        raise ValueError(f"{where}: epsilon must be a positive float; got {epsilon!r}")
-    return float(epsilon)
+        raise ValueError(
+            f"rnnjax.layer_norm_lstm: epsilon must be a positive float; got {epsilon!r}"
+        )
+    return epsilon
 
 
 @cell_factory

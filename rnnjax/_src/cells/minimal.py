@@ -16,8 +16,8 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from rnnjax._src.cells.initializers import init_weights
-from rnnjax._src.cells.kit import batch_tuple, cell_factory
-from rnnjax._src.core.contract import BatchShape, Cell, LinearScan
+from rnnjax._src.cells.kit import batch_tuple, cell_factory, linear_scan_cell
+from rnnjax._src.core.contract import BatchShape, Cell
 from rnnjax._src.core.matmul import add_bias, matmul
 
 Array = jax.Array
@@ -76,18 +76,7 @@ def _min_cell(
     def coefficients_of(params: MinRNNParams, xs: Array) -> tuple[Array, Array]:
         return coefficients(add_bias(matmul(xs, params.kernel), params.bias))
 
-    def step(params: MinRNNParams, h: Array, x: Array) -> tuple[Array, Array]:
-        a, b = coefficients_of(params, x)
-        h = a * h + b
-        return h, h
-
-    return Cell(
-        init, initial_carry, step, input_size, _identity, linear_scan=LinearScan(coefficients_of)
-    )
-
-
-def _identity(h: Array) -> Array:
-    return h
+    return linear_scan_cell(init, initial_carry, input_size, coefficients_of)
 
 
 def _min_gru_coefficients(z: Array) -> tuple[Array, Array]:

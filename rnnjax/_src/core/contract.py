@@ -27,7 +27,7 @@ cell's functions against them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -215,7 +215,21 @@ class DiagonalJacobian(NamedTuple):
     step: JacobianStepFn
 
 
-class Cell(NamedTuple):
+class _CellFields(NamedTuple):
+    """The fields of :class:`Cell`, which checks them when it is made."""
+
+    init: InitFn
+    initial_carry: InitialCarryFn
+    step: StepFn
+    input_size: InputSizeFn
+    output: OutputFn
+    projection: Projection | None = None
+    gate_split: GateSplit | None = None
+    linear_scan: LinearScan | None = None
+    diagonal_jacobian: DiagonalJacobian | None = None
+
+
+class Cell(_CellFields):
     """A recurrent cell: an immutable bundle of pure functions (the optax pattern).
 
     Attributes:
@@ -252,15 +266,33 @@ class Cell(NamedTuple):
       ((2, 5, 4), (2, 4))
     """
 
-    init: InitFn
-    initial_carry: InitialCarryFn
-    step: StepFn
-    input_size: InputSizeFn
-    output: OutputFn
-    projection: Projection | None = None
-    gate_split: GateSplit | None = None
-    linear_scan: LinearScan | None = None
-    diagonal_jacobian: DiagonalJacobian | None = None
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        init: InitFn,
+        initial_carry: InitialCarryFn,
+        step: StepFn,
+        input_size: InputSizeFn,
+        output: OutputFn,
+        projection: Projection | None = None,
+        gate_split: GateSplit | None = None,
+        linear_scan: LinearScan | None = None,
+        diagonal_jacobian: DiagonalJacobian | None = None,
+    ) -> Cell:
+        if gate_split is not None and projection is None:
+            raise ValueError(
+                "rnnjax.Cell: gate_split needs projection (its gates take the step's projected"
+                " input, projection.project(params, x)); got gate_split and projection=None:"
+                " give the cell a Projection too, or build it with rnnjax.gated_cell"
+            )
+        fields = (projection, gate_split, linear_scan, diagonal_jacobian)
+        return super().__new__(cls, init, initial_carry, step, input_size, output, *fields)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> Cell:  # type: ignore[override]
+        """A cell from its fields, checked as :class:`Cell` checks them (``_replace`` too)."""
+        return cls(*iterable)
 
 
 class Layer(NamedTuple):
