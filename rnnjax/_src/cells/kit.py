@@ -100,7 +100,8 @@ def cell_factory(make: Callable[..., Cell]) -> Callable[..., Cell]:
       TypeError: leaky: leak must be a real number (a Python float); got 'half' of type str
     """
     signature = inspect.signature(make)
-    library = make.__module__.startswith("rnnjax.")
+    # The library's own factories are called as rnnjax.<name> (a doctest's run in this module).
+    library = make.__module__.startswith("rnnjax._src.") and make.__module__ != __name__
     where = f"rnnjax.{make.__name__}" if library else make.__qualname__
 
     @functools.lru_cache(maxsize=None, typed=True)  # typed: ``peephole=1`` is not ``True``

@@ -67,7 +67,12 @@ def kind_cell(
     own = (*CELL_KINDS[kind].settings, "initializer")
     cell_settings = {name: settings[name] for name in own if name in settings}
     rest = {name: value for name, value in settings.items() if name not in own}
-    return make_cell(kind, features, **cell_settings), rest
+    try:
+        cell = make_cell(kind, features, **cell_settings)
+    except (TypeError, ValueError) as error:  # the factory's message, under the module's name
+        message = str(error).removeprefix(f"rnnjax.{kind}: ")
+        raise type(error)(f"{where}: {message}") from None
+    return cell, rest
 
 
 @dataclasses.dataclass(frozen=True)
