@@ -240,9 +240,15 @@ class Cell(_CellFields):
       input_size: :class:`InputSizeFn`, ``(params) -> int``, checking the params.
       output: :class:`OutputFn`, ``(carry) -> h``, what a ``Dense`` head reads from a final carry.
       projection: optional :class:`Projection`.
-      gate_split: optional :class:`GateSplit` (with ``projection``).
+      gate_split: optional :class:`GateSplit`; it needs ``projection``, and a cell made
+        with ``gate_split`` and no ``projection`` is refused (a ``ValueError``).
       linear_scan: optional :class:`LinearScan`.
       diagonal_jacobian: optional :class:`DiagonalJacobian`.
+
+    The kit builds cells with their capabilities from their parts
+    (:func:`rnnjax.gated_cell`, :func:`rnnjax.linear_scan_cell`, :func:`rnnjax.diagonal_cell`,
+    :func:`rnnjax.cell_factory`), and :func:`rnnjax.check_cell` checks that every
+    capability agrees with ``step``.
 
     Example: a cell the library does not ship, params and carry plain dicts
     (an IndRNN, ``h' = relu(x W + u * h + b)``):
