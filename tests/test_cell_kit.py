@@ -236,7 +236,7 @@ def test_cell_factory_checks_its_settings_under_its_name():
         return cifg_lstm(hidden_size)
 
     assert leaky(HIDDEN, leak=1) is leaky(HIDDEN, leak=1.0)
-    with pytest.raises(TypeError, match=r"leaky: leak must be a real number .*got 'a'"):
+    with pytest.raises(TypeError, match=r"^leaky: leak must be a real number .*got 'a'"):
         leaky(HIDDEN, leak="a")
-    with pytest.raises(TypeError, match=r"leaky: hidden_size must be an int >= 1; got 2.0"):
+    with pytest.raises(TypeError, match=r"^leaky: hidden_size must be an int >= 1; got 2.0"):
         leaky(2.0)

@@ -102,7 +102,7 @@ def cell_factory(make: Callable[..., Cell]) -> Callable[..., Cell]:
     signature = inspect.signature(make)
     # The library's own factories are called as rnnjax.<name> (a doctest's run in this module).
     library = make.__module__.startswith("rnnjax._src.") and make.__module__ != __name__
-    where = f"rnnjax.{make.__name__}" if library else make.__qualname__
+    where = f"rnnjax.{make.__name__}" if library else make.__name__
 
     @functools.lru_cache(maxsize=None, typed=True)  # typed: ``peephole=1`` is not ``True``
     def checked(*args: Any, **kwargs: Any) -> Cell:
