@@ -240,3 +240,11 @@ def test_cell_factory_checks_its_settings_under_its_name():
         leaky(HIDDEN, leak="a")
     with pytest.raises(TypeError, match=r"^leaky: hidden_size must be an int >= 1; got 2.0"):
         leaky(2.0)
+
+    @rnnjax.cell_factory
+    def sized(width, scale):  # no defaults: any hashable value
+        return cifg_lstm(HIDDEN)
+
+    assert sized(3, scale=2) is sized(3, 2)
+    with pytest.raises(TypeError, match=r"^sized: scale must be a hashable Python value"):
+        sized(3, jnp.ones(2))

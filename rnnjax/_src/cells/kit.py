@@ -134,6 +134,8 @@ def check_setting(where: str, name: str, value: Any, default: Any) -> Any:
     an int >= 1, ``initializer`` a known scheme); every setting must be hashable."""
     if name == "hidden_size":
         return check_int(where, name, value)
+    if default is inspect.Parameter.empty:
+        default = None  # no default to read a type from: hashable is all we can ask
     if name == "initializer" and isinstance(default, str):
         return check_choice(where, name, value, INITIALIZERS)
     if isinstance(default, bool):
