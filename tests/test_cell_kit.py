@@ -1,5 +1,6 @@
 """The public cell kit: a user's cell built with it runs everywhere, ``rnnjax.check_cell``
-catches a capability that disagrees with the step, and every built-in kind passes it.
+catches a capability that disagrees with the step, and every built-in kind passes it; cells
+refuse params of another type and factories bad settings, by name (issue 32).
 
 The user cell is the coupled-gate LSTM (CIFG, Greff et al. 2017: input gate ``1 - f``), its
 params a dict, checked against a float64 NumPy loop of its equations.
@@ -248,3 +249,88 @@ def test_cell_factory_checks_its_settings_under_its_name():
     assert sized(3, scale=2) is sized(3, 2)
     with pytest.raises(TypeError, match=r"^sized: scale must be a hashable Python value"):
         sized(3, jnp.ones(2))
+
+
+# --- Issue 32's leftovers on cells, pinned (the fuzz is in tests/test_bad_input.py) ---------
+
+KEY = jax.random.key(0)
+LN_PARAMS = rnnjax.layer_norm_lstm(HIDDEN).init(KEY, FEATURES)
+PEEPHOLE_PARAMS = rnnjax.lstm(HIDDEN, peephole=True).init(KEY, FEATURES)
+LSTM4 = rnnjax.lstm(HIDDEN)
+NOT_LSTM_PARAMS = r"params must be LSTMParams\(kernel=\[input_size, 16\].*; got {}Params with"
+CELL_LEFTOVERS = {
+    "layer_norm_params_into_lstm": (
+        lambda: rnnjax.rnn(LSTM4, LN_PARAMS, XS),
+        ValueError,
+        r"rnnjax.rnn: params are not this cell's: rnnjax.lstm\(4\): "
+        + NOT_LSTM_PARAMS.format("LayerNormLSTM"),
+    ),
+    "peephole_params_into_lstm_rnn": (
+        lambda: rnnjax.rnn(LSTM4, PEEPHOLE_PARAMS, XS),
+        ValueError,
+        r"rnnjax.rnn: .*" + NOT_LSTM_PARAMS.format("PeepholeLSTM") + r".*'peephole'\)",
+    ),
+    "peephole_params_into_lstm_layer": (
+        lambda: rnnjax.layer(LSTM4).apply(PEEPHOLE_PARAMS, XS),
+        ValueError,
+        r"rnnjax.layer: .*" + NOT_LSTM_PARAMS.format("PeepholeLSTM"),
+    ),
+    "peephole_params_into_lstm_step": (
+        lambda: LSTM4.step(PEEPHOLE_PARAMS, LSTM4.initial_carry(LN_PARAMS, 2), XS[:, 0]),
+        ValueError,
+        r"rnnjax.lstm\(4\).step: .*" + NOT_LSTM_PARAMS.format("PeepholeLSTM"),
+    ),
+    "lru_r_min_string": (
+        lambda: rnnjax.lru(HIDDEN, r_min="a"),
+        TypeError,
+        r"rnnjax.lru: r_min must be a real number \(a Python float\); got 'a' of type str",
+    ),
+    "lru_r_max_none": (
+        lambda: rnnjax.lru(HIDDEN, r_max=None),
+        TypeError,
+        r"rnnjax.lru: r_max must be a real number .*; got None",
+    ),
+    "lru_max_phase_string": (
+        lambda: rnnjax.lru(HIDDEN, max_phase="pi"),
+        TypeError,
+        r"rnnjax.lru: max_phase must be a real number .*; got 'pi'",
+    ),
+    "lru_r_min_array": (
+        lambda: rnnjax.lru(HIDDEN, r_min=jnp.array(0.5)),
+        TypeError,
+        r"rnnjax.lru: r_min must be a real number \(a Python float\); got .*Array\w* of dtype"
+        r" float32 and shape \(\)",
+    ),
+    "layer_norm_lstm_epsilon_array": (
+        lambda: rnnjax.layer_norm_lstm(HIDDEN, epsilon=jnp.array(1e-3)),
+        TypeError,
+        r"rnnjax.layer_norm_lstm: epsilon must be a real number .*Array\w* of dtype float32",
+    ),
+    "nnx_lru_r_min_string": (
+        lambda: rnnjax.nnx.LRU(FEATURES, HIDDEN, r_min="a", rngs=nnx.Rngs(0)),
+        TypeError,
+        r"rnnjax.nnx.LRU: r_min must be a real number .*; got 'a'",
+    ),
+    "nnx_lru_r_min_array": (
+        lambda: rnnjax.nnx.LRU(FEATURES, HIDDEN, r_min=jnp.array(0.5), rngs=nnx.Rngs(0)),
+        TypeError,
+        r"rnnjax.nnx.LRU: r_min must be a real number .*Array",
+    ),
+    "linen_lru_max_phase_string": (
+        lambda: rnnjax.linen.LRU(HIDDEN, max_phase="pi").init(KEY, XS),
+        TypeError,
+        r"rnnjax.linen.LRU: max_phase must be a real number .*; got 'pi'",
+    ),
+    "linen_lru_r_max_none": (
+        lambda: rnnjax.linen.LRU(HIDDEN, r_max=None).init(KEY, XS),
+        TypeError,
+        r"rnnjax.linen.LRU: r_max must be a real number .*; got None",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CELL_LEFTOVERS))
+def test_cell_leftovers_of_issue_32(case):
+    call, error, message = CELL_LEFTOVERS[case]
+    with pytest.raises(error, match=message):
+        call()
