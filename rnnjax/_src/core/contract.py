@@ -169,6 +169,13 @@ class CoefficientsFn(Protocol):
     def __call__(self, params: Params, xs: Array, /) -> tuple[Array, Array]: ...
 
 
+class StartFn(Protocol):
+    """``start(params, xs) -> h``: the state at a document start, ``xs [..., input]`` to ``h
+    [..., hidden]`` (the carry before it is ignored)."""
+
+    def __call__(self, params: Params, xs: Array, /) -> Array: ...
+
+
 class LinearScan(NamedTuple):
     """Capability: a recurrence linear in the state, ``h_t = a_t * h_{t-1} + b_t``, with ``a_t``
     and ``b_t`` computed from the inputs alone (minGRU, minLSTM).
@@ -181,9 +188,15 @@ class LinearScan(NamedTuple):
 
     Attributes:
       coefficients: :class:`CoefficientsFn`.
+      start: optional :class:`StartFn`. Given, :func:`rnnjax.rnn` sets ``h_t = start(p, x_t)``
+        at each document start: each step with ``resets``, and the first step processed when
+        it starts from the cell's own initial carry (``initial_carry=None``), where ``step``
+        is ``h_t = a_t * 0 + b_t`` otherwise (:func:`rnnjax.rg_lru`'s
+        ``document_starts="recurrentgemma"``). ``cell.step`` alone is the ordinary step.
     """
 
     coefficients: CoefficientsFn
+    start: StartFn | None = None
 
 
 class JacobianStepFn(Protocol):
