@@ -39,7 +39,9 @@ def _blocks(array: Array, order: tuple[int, ...]) -> Array:
     return jnp.concatenate([blocks[i] for i in order], axis=-1)
 
 
-def _check_shapes(where: str, got: dict[str, tuple[int, ...]], want: dict[str, Any]) -> None:
+def _check_shapes(
+    where: str, got: dict[str, tuple[int, ...]], want: dict[str, tuple[int, ...]]
+) -> None:
     if got != want:
         raise ValueError(f"{where}: the state_dict's shapes must be {want}; got {got}")
 
@@ -78,9 +80,14 @@ def layer_norm_lstm_params_from_haste(state_dict: Mapping[str, Any]) -> LayerNor
     names = ("kernel", "recurrent_kernel", "bias", "gamma", "gamma_h", "beta_h")
     arrays = {name: _array(where, state_dict, name) for name in names}
     hidden, inputs = arrays["recurrent_kernel"].shape[0], arrays["kernel"].shape[0]
-    want = {"kernel": (inputs, 4 * hidden), "recurrent_kernel": (hidden, 4 * hidden)}
-    want |= {"bias": (4 * hidden,), "gamma": (2, 4 * hidden)}
-    want |= {"gamma_h": (hidden,), "beta_h": (hidden,)}
+    want: dict[str, tuple[int, ...]] = {
+        "kernel": (inputs, 4 * hidden),
+        "recurrent_kernel": (hidden, 4 * hidden),
+        "bias": (4 * hidden,),
+        "gamma": (2, 4 * hidden),
+        "gamma_h": (hidden,),
+        "beta_h": (hidden,),
+    }
     _check_shapes(where, {name: tuple(a.shape) for name, a in arrays.items()}, want)
     i_f_g_o = (0, 2, 1, 3)  # from Haste's i, g, f, o
     kernel, recurrent, bias, gamma = (
