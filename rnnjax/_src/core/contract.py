@@ -155,7 +155,8 @@ class GateSplit(NamedTuple):
     Attributes:
       recurrent: :class:`RecurrentFn`, ``h @ recurrent_kernel`` (plus any recurrent bias).
       combine: :class:`CombineFn`; ``z`` may be an array or a pytree of arrays.
-      gates: :class:`GatesFn`.
+      gates: :class:`GatesFn`, the elementwise rest of the step: ``(params, carry, z) ->
+        (carry, y)``.
     """
 
     recurrent: RecurrentFn
@@ -187,7 +188,8 @@ class LinearScan(NamedTuple):
     (:func:`rnnjax.lru`): the driver runs the recurrence in complex arithmetic.
 
     Attributes:
-      coefficients: :class:`CoefficientsFn`.
+      coefficients: :class:`CoefficientsFn`, ``(params, xs) -> (a, b)`` for any number of
+        steps at once.
       start: optional :class:`StartFn`. Given, :func:`rnnjax.rnn` sets ``h_t = start(p, x_t)``
         at each document start: each step with ``resets``, and the first step processed when
         it starts from the cell's own initial carry (``initial_carry=None``), where ``step``
@@ -222,7 +224,7 @@ class DiagonalJacobian(NamedTuple):
     ``step(p, c, x)[0] == cell.step(p, c, x)``.
 
     Attributes:
-      step: :class:`JacobianStepFn`.
+      step: :class:`JacobianStepFn`, the step that also returns the Jacobian's diagonal blocks.
     """
 
     step: JacobianStepFn
@@ -238,10 +240,12 @@ class Cell(NamedTuple):
         input_size]``, ``y_t [*batch, hidden]``.
       input_size: :class:`InputSizeFn`, ``(params) -> int``, checking the params.
       output: :class:`OutputFn`, ``(carry) -> h``, what a ``Dense`` head reads from a final carry.
-      projection: optional :class:`Projection`.
-      gate_split: optional :class:`GateSplit` (with ``projection``).
-      linear_scan: optional :class:`LinearScan`.
-      diagonal_jacobian: optional :class:`DiagonalJacobian`.
+      projection: optional :class:`Projection`, the input projection apart from the step
+        (what ``hoist_projection`` runs over all steps at once).
+      gate_split: optional :class:`GateSplit` (with ``projection``), the split the fast
+        backward pass needs.
+      linear_scan: optional :class:`LinearScan`, the linear recurrence ``parallel`` runs.
+      diagonal_jacobian: optional :class:`DiagonalJacobian`, what Newton's method needs.
 
     Example: a cell the library does not ship, params and carry plain dicts
     (an IndRNN, ``h' = relu(x W + u * h + b)``):
