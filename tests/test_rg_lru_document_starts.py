@@ -139,6 +139,16 @@ def test_the_default_scales_every_step_and_differs_at_starts():
     assert rnnjax.rg_lru(WIDTH) is rnnjax.rg_lru(WIDTH, document_starts="scaled")
 
 
+def test_layers_checkpointed_in_segments_or_truncated_keep_the_first_step_a_start():
+    params = STARTS.init(jax.random.key(0), WIDTH)
+    x = jnp.asarray(rnnjax_inputs(), jnp.float32)
+    _, want = rnnjax.rnn(STARTS, params, x)
+    _, segmented = rnnjax.layer(STARTS, remat="segments", segment_length=3).apply(params, x)
+    _, truncated = rnnjax.tbptt(rnnjax.layer(STARTS), params, x, chunk_length=3)
+    np.testing.assert_allclose(segmented, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(truncated, want, rtol=1e-6, atol=1e-7)
+
+
 def test_a_module_over_the_cell_follows_the_rule():
     module = rnnjax.nnx.RNN(STARTS, WIDTH, return_sequences=True, rngs=nnx.Rngs(0))
     x = jnp.asarray(rnnjax_inputs(), jnp.float32)

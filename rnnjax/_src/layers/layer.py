@@ -134,7 +134,10 @@ def _run(
         return run(cell, p, x, scan_settings, time_major=True, initial_carry=c, seq_lengths=lengths)
 
     batch = xs.shape[:-2]
-    if carry is None:  # the driver's default, made here so no segment is run apart
+    # The driver's default carry, made here so that no segment is run apart; not for a cell
+    # with a document-start rule, whose first step is a start only from no carry at all.
+    starts = cell.linear_scan is not None and cell.linear_scan.start is not None
+    if carry is None and not starts:
         carry = cell.initial_carry(params, batch, carry_dtype(cell, params, xs, batch))
     lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
     return in_segments(
