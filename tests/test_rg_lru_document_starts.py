@@ -139,7 +139,7 @@ def test_the_default_scales_every_step_and_differs_at_starts():
     assert rnnjax.rg_lru(WIDTH) is rnnjax.rg_lru(WIDTH, document_starts="scaled")
 
 
-def test_layers_checkpointed_in_segments_or_truncated_keep_the_first_step_a_start():
+def test_layers_in_segments_truncated_or_mixed_precision_keep_the_first_step_a_start():
     params = STARTS.init(jax.random.key(0), WIDTH)
     x = jnp.asarray(rnnjax_inputs(), jnp.float32)
     _, want = rnnjax.rnn(STARTS, params, x)
@@ -147,6 +147,12 @@ def test_layers_checkpointed_in_segments_or_truncated_keep_the_first_step_a_star
     _, truncated = rnnjax.tbptt(rnnjax.layer(STARTS), params, x, chunk_length=3)
     np.testing.assert_allclose(segmented, want, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(truncated, want, rtol=1e-6, atol=1e-7)
+    mixed = rnnjax.layer(STARTS, compute_dtype=jnp.bfloat16)
+    final, ys = mixed.apply(params, x)
+    assert final.dtype == ys.dtype == jnp.float32
+    np.testing.assert_allclose(ys, want, atol=3e-2)  # bfloat16 matmuls; the start kept
+    _, scaled = rnnjax.rnn(rnnjax.rg_lru(WIDTH), params, x)
+    assert np.abs(np.asarray(scaled - want))[:, 0].max() > 0.1
 
 
 def test_a_module_over_the_cell_follows_the_rule():
