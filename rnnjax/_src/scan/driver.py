@@ -150,7 +150,9 @@ def rnn(
         ``resets[b, t]``, the carry entering step ``t`` is ``cell.initial_carry`` (zeros),
         whatever came before: sequences packed end to end, each starting with a reset, run
         as if alone (Haiku's ``ResetCore``). With ``reverse``, "entering" is in processing
-        order. Gradients do not flow across a reset.
+        order. Gradients do not flow across a reset. A cell with a document-start rule
+        (``rnnjax.rg_lru(H, document_starts="recurrentgemma")``) applies it at each reset, and
+        at the first step processed when ``initial_carry`` is not given.
       reverse: run each sequence's valid part from its last valid step back to step 0 (what
         PyTorch's packed bidirectional does). Outputs stay at their original positions and
         the final carry is the one after step 0.
@@ -164,7 +166,7 @@ def rnn(
         on CPU, where it measured faster; a cell
         without the ``projection`` capability always projects per step.
       parallel: for a cell with the ``linear_scan`` capability (:func:`rnnjax.min_gru`,
-        :func:`rnnjax.min_lstm`): compute every step's coefficients at once and run
+        :func:`rnnjax.min_lstm`, :func:`rnnjax.lru`, :func:`rnnjax.rg_lru`): compute every step's coefficients at once and run
         :func:`rnnjax.linear_recurrence` over them (``None``, the default, or ``True``), or
         step the cell one token at a time (``False``). Same values and gradients to float32
         rounding. ``"newton"``: for a cell with the ``diagonal_jacobian`` capability, solve
@@ -245,7 +247,7 @@ def run(
     reverse, unroll, remat = settings.reverse, settings.unroll, bool(settings.remat)
     parallel = settings.parallel
     if cell.linear_scan is not None and cell.linear_scan.start is not None:
-        flags = document_starts(flags, valid, inputs.shape[:-1], initial_carry is None, reverse)
+        flags = _document_starts(flags, valid, inputs.shape[:-1], initial_carry is None, reverse)
     initial_carry = carry
     if parallel == "newton" or (parallel is None and default_newton(cell, time, remat)):
         newton = newton_settings(cell, initial_carry, remat, unroll)
@@ -289,7 +291,7 @@ def _run_steps(
     return jax.lax.scan(body, scan.initial_carry, inputs, reverse=reverse, unroll=unroll)
 
 
-def document_starts(
+def _document_starts(
     resets: Array | None,
     valid: Array | None,
     shape: tuple[int, ...],
