@@ -51,21 +51,21 @@ def load_imdb(data_dir: str | Path, split: str) -> tuple[list[str], np.ndarray]:
     """Reads ``data_dir/split/{pos,neg}/*.txt``: ``(texts, labels)`` with 1 for positive.
 
     Raises:
-      FileNotFoundError: naming the folder, if ``data_dir`` is not in the aclImdb layout.
+      FileNotFoundError: naming the folder, if ``data_dir/split/pos`` or ``.../neg`` is missing
+        or holds no ``*.txt`` review (``data_dir`` is not in the aclImdb layout).
     """
     texts, labels = [], []
     for label, polarity in ((1, "pos"), (0, "neg")):
         folder = Path(data_dir) / split / polarity
-        if not folder.is_dir():
+        paths = sorted(folder.glob("*.txt"))
+        if not paths:
+            state = "holds no reviews (*.txt)" if folder.is_dir() else "not found"
             raise FileNotFoundError(
-                f"{folder} not found: --data-dir must be the aclImdb folder, holding"
-                " train/pos, train/neg, test/pos and test/neg"
+                f"{folder} {state}: --data-dir ({data_dir}) must be the aclImdb folder, holding"
+                " train/pos, train/neg, test/pos and test/neg, one review per *.txt file"
             )
-        for path in sorted(folder.glob("*.txt")):
-            texts.append(path.read_text(encoding="utf-8"))
-            labels.append(label)
-    if not texts:
-        raise FileNotFoundError(f"no reviews (*.txt) under {Path(data_dir) / split}")
+        texts += [path.read_text(encoding="utf-8") for path in paths]
+        labels += [label] * len(paths)
     return texts, np.array(labels, np.float32)
 
 

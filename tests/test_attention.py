@@ -253,6 +253,13 @@ def test_errors():
     ):
         carry = att.initial_carry(params, BATCH)
         att.step(params, carry._replace(cell=tuple(carry.cell)), xs[:, 0])
+    with pytest.raises(TypeError) as refused:  # what rnnjax expects, no other library's order
+        rnnjax.rnn(att, params, xs, initial_carry=tuple(att.initial_carry(params, BATCH)))
+    assert str(refused.value) == (
+        "rnnjax.rnn: initial_carry must be rnnjax.AttentionState(cell=..., attention=...,"
+        " weights=...), not a plain tuple, whose order rnnjax does not guess: build it with"
+        " AttentionState's field names"
+    )
     bahdanau_params = _params("bahdanau")
     with pytest.raises(
         ValueError,

@@ -124,3 +124,17 @@ def test_report_rewrites_table_and_plot_from_json(quick_run, tmp_path):
     subprocess.run([*command, str(tmp_path / "results.json")], timeout=120, check=True)
     assert (tmp_path / "table.md").read_text() == (out / "table.md").read_text()
     assert (tmp_path / "plot.png").exists()
+
+
+@pytest.mark.parametrize(("kind", "rows"), [("lstm", 7), ("min_gru", 4)])
+def test_the_settings_benchmark_prints_one_row_per_setting(kind, rows):
+    """``benchmarks/settings.py`` at a tiny shape: a table row per setting, the default's
+    ratio 1.00, a memory column; never a time checked."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "settings.py"), "--kind", kind]
+    command += ["--shape", "2,8,3,4", "--repeats", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-4000:]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+    assert len(table) == rows and table[0].startswith("| default |")
+    assert table[0].split("|")[3].strip() == "1.00"
+    assert all(len(line.split("|")) == 6 for line in table)

@@ -161,3 +161,15 @@ def test_guide_code_runs(page):
     with jax.numpy_rank_promotion("allow"):
         for code in python_blocks(page):
             exec(compile(code, str(page), "exec"), namespace)
+
+
+def test_the_from_flax_guide_is_one_click_from_the_home_page_and_the_interop_guide(built_site):
+    """A Flax user finds the guide from the home page, not only in the sidebar (whose links
+    are on every page): a link in the page's own content, and one in the interop guide."""
+    for page, href in (
+        ("index.html", "guides/from_flax/"),
+        ("guides/interop/index.html", "../from_flax/"),
+    ):
+        html = (built_site / page).read_text()
+        content = html[html.index('<article class="md-content__inner') :]
+        assert re.search(rf'<a href="{re.escape(href)}(#[^"]*)?">', content), page

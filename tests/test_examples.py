@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,8 +120,39 @@ def test_imdb_loader_reads_the_aclimdb_layout():
     encoded = sentiment.encode(["the acting was great", ""], vocabulary, maxlen=3)
     assert encoded["lengths"].tolist() == [3, 0]
     assert encoded["ids"][0, 0] == 2 and encoded["ids"][1].tolist() == [0, 0, 0]
-    with pytest.raises(FileNotFoundError, match=r"aclImdb/valid/pos not found: --data-dir must be"):
+    with pytest.raises(
+        FileNotFoundError, match=r"aclImdb/valid/pos not found: --data-dir \(.*aclImdb\) must be"
+    ):
         sentiment.load_imdb(FIXTURE, "valid")
+
+
+@pytest.mark.parametrize(
+    ("made", "named", "state"),
+    [
+        ((), "test/pos", "not found"),
+        (("test/pos", "test/neg"), "test/pos", "holds no reviews"),
+        (("test/pos/0_8.txt",), "test/neg", "not found"),
+    ],
+)
+def test_imdb_loader_names_a_folder_without_reviews(tmp_path, made, named, state):
+    """Missing, empty or half-filled: the error names the folder and the layout, and ``main``
+    stops with it before building a model."""
+    data_dir = tmp_path / "aclImdb"
+    for path in made:  # a folder, or a review in its folder
+        folder = data_dir / (Path(path).parent if path.endswith(".txt") else path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if path.endswith(".txt"):
+            (data_dir / path).write_text("a review")
+    sentiment = load_example("sentiment")
+    message = (
+        rf"{re.escape(str(data_dir / named))} {state}.*--data-dir \({re.escape(str(data_dir))}\)"
+    )
+    with pytest.raises(FileNotFoundError, match=message + ".*test/pos and test/neg, one review"):
+        sentiment.load_imdb(data_dir, "test")
+    if not made:
+        with pytest.raises(FileNotFoundError, match=r"train/pos not found: --data-dir"):
+            sentiment.main(["--data-dir", str(data_dir), "--out", str(tmp_path / "runs")])
+        assert not (tmp_path / "runs").exists()
 
 
 def test_sentiment_without_data_says_where_to_get_it():

@@ -176,6 +176,18 @@ def test_errors_name_the_argument():
         rnnjax.rnn(CELLS["min_lstm"], gru_params, jnp.ones((2, 3, FEATURES)))
     with pytest.raises(ValueError, match="parallel=True needs a cell with the `linear_scan`"):
         rnnjax.rnn(rnnjax.gru(HIDDEN), gru_params, jnp.ones((2, 3, FEATURES)), parallel=True)
+    para_gru = rnnjax.para_gru(HIDDEN)  # a diagonal cell: Newton's parallel, not this one
+    with pytest.raises(
+        ValueError,
+        match=r"rnnjax.rnn: parallel=True needs a cell with the `linear_scan` capability \(the"
+        r" built-in ones: min_gru, min_lstm, lru, rg_lru\); this cell has none",
+    ):
+        rnnjax.rnn(
+            para_gru,
+            para_gru.init(jax.random.key(0), FEATURES),
+            jnp.ones((2, 3, FEATURES)),
+            parallel=True,
+        )
     with pytest.raises(ValueError, match="recurrent_dropout needs a cell with a recurrent matmul"):
         rnnjax.layer(CELLS["min_gru"], recurrent_dropout=0.1)
 

@@ -117,15 +117,60 @@ def extra_checks(name: str, output: str) -> None:
         assert 1 < bigram < unigram and 1 < lstm < 2000
 
 
+def run_page(code: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` as one script in ``folder``, with the quick setting, as a reader would."""
+    env = {**os.environ, "RNNJAX_QUICK": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+    (folder / "page.py").write_text(code)
+    return subprocess.run(
+        [sys.executable, "page.py"], cwd=folder, env=env, capture_output=True, text=True
+    )
+
+
+def sentiment_loader():
+    namespace: dict = {}
+    exec(section("docs/tutorials/sentiment.py", "settings"), namespace)
+    exec(section("docs/tutorials/sentiment.py", "data"), namespace)
+    return namespace["load_reviews"]
+
+
+@pytest.mark.parametrize(
+    ("made", "named", "state"),
+    [
+        ((), "train/pos", "not found"),
+        (("train/pos/", "train/neg/"), "train/pos", "holds no reviews"),
+        (("train/pos/0_8.txt",), "train/neg", "not found"),
+    ],
+)
+def test_the_sentiment_loader_names_a_folder_without_reviews(tmp_path, made, named, state):
+    """A missing aclImdb folder, an empty one, or one with a split half-filled: the error names
+    the first folder without reviews and the layout it must have."""
+    data_dir = tmp_path / "aclImdb"
+    for path in made:  # a folder, or a review in its folder
+        folder = data_dir / (Path(path).parent if path.endswith(".txt") else path)
+        folder.mkdir(parents=True, exist_ok=True)
+        if path.endswith(".txt"):
+            (data_dir / path).write_text("a review")
+    folder = re.escape(str(data_dir / named))
+    with pytest.raises(FileNotFoundError, match=rf"{folder} {state}.*test/pos and test/neg"):
+        sentiment_loader()(data_dir, "train")
+
+
+def test_the_sentiment_page_stops_at_once_without_its_data(tmp_path):
+    """With ``DATA_DIR`` on a folder that is not there, the page stops before any training
+    (nothing printed), with an error that names the folder."""
+    code = page_code("sentiment")
+    default = re.search(r"^DATA_DIR = .*$", code, re.M)
+    assert default, "the page sets DATA_DIR at the top"
+    missing = tmp_path / "aclImdb"
+    code = code.replace(default.group(0), f"DATA_DIR = Path({str(missing)!r})")
+    result = run_page(code, tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"FileNotFoundError: {missing / 'train' / 'pos'} not found" in result.stderr
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_the_page_runs_top_to_bottom_and_prints_what_it_shows(name, tmp_path):
-    (tmp_path / "tests").symlink_to(ROOT / "tests")  # the sentiment page's review fixture
-    env = {**os.environ, "RNNJAX_QUICK": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
-    script = tmp_path / f"{name}_page.py"
-    script.write_text(page_code(name))
-    result = subprocess.run(
-        [sys.executable, script.name], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    result = run_page(page_code(name), tmp_path)  # in an empty folder: data found from rnnjax
     assert result.returncode == 0, result.stderr[-3000:]
     printed = [line.strip() for line in result.stdout.splitlines()]
     position = 0

@@ -1,9 +1,10 @@
 """Tutorial 2: the Keras sentiment models as Flax NNX modules, trained on movie reviews.
 
 The page ``docs/tutorials/sentiment.md`` shows all of this file, in order: its code blocks,
-pasted into one file, are this script. Run it from the repository's root (it reads the review
-fixture ``tests/fixtures/aclImdb``, or set ``DATA_DIR`` to your aclImdb folder);
-``RNNJAX_QUICK=1`` runs a small setting (what CI runs). The page's figure is the
+pasted into one file, are this script. Run it from any folder: it reads the review fixture
+``tests/fixtures/aclImdb`` of the rnnjax clone it imports, or set ``DATA_DIR`` to your aclImdb
+folder (without reviews there it stops at once, naming the folder); ``RNNJAX_QUICK=1`` runs a
+small setting (what CI runs). The page's figure is the
 ``sentiment_training.png`` it writes.
 """
 
@@ -22,7 +23,8 @@ from flax import nnx
 import rnnjax.nnx
 
 QUICK = os.environ.get("RNNJAX_QUICK") == "1"  # a small setting, for a quick check
-DATA_DIR = Path("tests/fixtures/aclImdb")  # the ten-review fixture; or your aclImdb folder
+# Your aclImdb folder; by default the ten-review fixture of the rnnjax clone imported here.
+DATA_DIR = Path(rnnjax.__file__).parents[1] / "tests" / "fixtures" / "aclImdb"
 STEPS = 20 if QUICK or "fixtures" in DATA_DIR.parts else 2000  # per model
 BATCH_SIZE, MAXLEN = 32, 100
 # --8<-- [end:settings]
@@ -33,9 +35,16 @@ def load_reviews(data_dir, split):
     """``(texts, labels)`` from ``data_dir/split/{pos,neg}/*.txt``; label 1 is positive."""
     texts, labels = [], []
     for label, polarity in ((1, "pos"), (0, "neg")):
-        for path in sorted((Path(data_dir) / split / polarity).glob("*.txt")):
-            texts.append(path.read_text(encoding="utf-8"))
-            labels.append(label)
+        folder = Path(data_dir) / split / polarity
+        paths = sorted(folder.glob("*.txt"))
+        if not paths:  # a missing folder, or one without reviews: stop before any training
+            state = "holds no reviews (*.txt)" if folder.is_dir() else "not found"
+            raise FileNotFoundError(
+                f"{folder} {state}: DATA_DIR ({data_dir}) must be an aclImdb folder, holding"
+                " train/pos, train/neg, test/pos and test/neg, one review per *.txt file"
+            )
+        texts += [path.read_text(encoding="utf-8") for path in paths]
+        labels += [label] * len(paths)
     return texts, np.array(labels, np.float32)
 
 

@@ -23,6 +23,7 @@ from rnnjax._src.core.contract import (
     LinearScan,
     Params,
     Projection,
+    StartFn,
 )
 from rnnjax._src.core.matmul import apply_mask
 
@@ -72,10 +73,22 @@ def _delegate(cell: Cell, view: Callable[[Any], Params]) -> Cell:
         def coefficients(q: Any, xs: Array) -> tuple[Array, Array]:
             return inner_coefficients(view(q), xs)
 
-        linear_scan = LinearScan(coefficients)
+        linear_scan = LinearScan(coefficients, _viewed(cell.linear_scan.start, view))
     return Cell(
         cell.init, initial_carry, step, input_size, cell.output, projection, gate_split, linear_scan
     )
+
+
+def _viewed(start: StartFn | None, view: Callable[[Any], Any]) -> StartFn | None:
+    """``start`` on the inner cell's params, or ``None``."""
+    if start is None:
+        return None
+    inner_start = start
+
+    def start_of(q: Any, xs: Array) -> Array:
+        return inner_start(view(q), xs)
+
+    return start_of
 
 
 def _cast_floating(tree: Any, dtype: DTypeLike) -> Any:

@@ -132,7 +132,7 @@ def indrnn(
     constrains it to keep ``|u|^T`` away from 0 and infinity).
 
     Args:
-      hidden_size: ``H``.
+      hidden_size: ``H``, the number of units (the size of ``h`` and of each output).
       activation: elementwise nonlinearity, ReLU as in the paper.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` for ``kernel`` and
         ``bias``; ``recurrent_weight`` starts ``U(0, 1)`` under all three.
@@ -184,7 +184,7 @@ def para_gru(hidden_size: int, *, initializer: str = "keras") -> Cell:
     ``recurrent_kernel`` the diagonal blocks and a zero ``recurrent_bias``.
 
     Args:
-      hidden_size: ``H``.
+      hidden_size: ``H``, the number of units (the size of ``h`` and of each output).
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` for ``kernel`` and
         ``bias``; ``recurrent_weight`` starts ``U(-1, 1)``.
 

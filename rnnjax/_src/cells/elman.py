@@ -27,9 +27,9 @@ class SimpleRNNParams(NamedTuple):
     """Parameters of :func:`simple_rnn`.
 
     Attributes:
-      kernel: ``[input_size, hidden]``.
-      recurrent_kernel: ``[hidden, hidden]``.
-      bias: ``[hidden]``.
+      kernel: ``[input_size, hidden]``, the input weights ``W``.
+      recurrent_kernel: ``[hidden, hidden]``, the recurrent weights ``U``.
+      bias: ``[hidden]``, the bias ``b`` of ``h' = activation(x W + h U + b)``.
     """
 
     kernel: Array

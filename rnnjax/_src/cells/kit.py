@@ -320,6 +320,8 @@ def linear_scan_cell(
     initial_carry: Callable[..., Array],
     input_size: Callable[[Params], int],
     coefficients: Callable[[Params, Array], tuple[Array, Array]],
+    *,
+    start: Callable[[Params, Array], Array] | None = None,
 ) -> Cell:
     """A cell linear in its state, ``h_t = a_t * h_{t-1} + b_t`` with ``(a_t, b_t) =
     coefficients(params, x_t)``, ``y_t = h_t``: the step and the ``linear_scan`` capability,
@@ -336,6 +338,9 @@ def linear_scan_cell(
       input_size: ``(params) -> int``.
       coefficients: ``(params, xs [..., input]) -> (a, b)``, each ``[..., hidden]`` (or
         complex ``[..., hidden / 2]``).
+      start: optional ``(params, xs [..., input]) -> h``, the state at a document start
+        (:class:`~rnnjax.LinearScan`'s ``start``; :func:`rnnjax.rg_lru`'s
+        ``document_starts="recurrentgemma"``).
 
     Returns:
       A :class:`~rnnjax.Cell` with ``linear_scan``, carry and output ``h``.
@@ -371,7 +376,7 @@ def linear_scan_cell(
         return h_new, h_new
 
     return Cell(
-        init, initial_carry, step, input_size, identity, linear_scan=LinearScan(coefficients)
+        init, initial_carry, step, input_size, identity, linear_scan=LinearScan(coefficients, start)
     )
 
 

@@ -28,6 +28,7 @@ from rnnjax._src.cells.initializers import input_weights
 from rnnjax._src.cells.kit import batch_tuple, cell_factory, linear_scan_cell
 from rnnjax._src.core.contract import BatchShape, Cell
 from rnnjax._src.core.matmul import add_bias, matmul
+from rnnjax._src.core.validate import check_choice
 
 Array = jax.Array
 
@@ -94,6 +95,14 @@ def _rg_lru_coefficients(params: RGLRUParams, xs: Array) -> tuple[Array, Array]:
     return jnp.exp(log_a), multiplier * (jax.nn.sigmoid(input_gate) * value)
 
 
+def _rg_lru_start(params: RGLRUParams, xs: Array) -> Array:
+    """recurrentgemma's state at a document start (``segment_pos == 0``): ``a = 0`` and no
+    normalisation, ``h = i * v``."""
+    z = add_bias(matmul(xs, params.kernel), params.bias)
+    _, input_gate, value = jnp.split(z, 3, axis=-1)
+    return jax.nn.sigmoid(input_gate) * value
+
+
 def _check_params(
     name: str, params: Any, params_type: type, expected: dict[str, tuple[Any, ...]]
 ) -> int:
@@ -122,6 +131,7 @@ def _linear_cell(
     input_size: Callable[[Any], int],
     coefficients: Callable[[Any, Array], tuple[Array, Array]],
     dtype_of: Callable[[Any], Any],
+    start: Callable[[Any, Array], Array] | None = None,
 ) -> Cell:
     """The cell ``h_t = a_t * h_{t-1} + b_t``, ``y_t = h_t``, of a carry ``[*batch, width]``
     (complex coefficients: the carry holds real parts, then imaginary parts)."""
@@ -131,11 +141,15 @@ def _linear_cell(
     ) -> Array:
         return jnp.zeros((*batch_tuple(batch_shape), width), dtype or dtype_of(params))
 
-    return linear_scan_cell(init, initial_carry, input_size, coefficients)
+    return linear_scan_cell(init, initial_carry, input_size, coefficients, start=start)
+
+
+DOCUMENT_STARTS = ("scaled", "recurrentgemma")
+""":func:`rg_lru`'s rules for the first step of a document."""
 
 
 @cell_factory
-def rg_lru(hidden_size: int, *, initializer: str = "flax") -> Cell:
+def rg_lru(hidden_size: int, *, initializer: str = "flax", document_starts: str = "scaled") -> Cell:
     r"""The RG-LRU, the real-gated linear recurrent unit of Griffin and Hawk (De et al.,
     "Griffin: Mixing Gated Linear Recurrences with Local Attention for Efficient Language
     Models", 2024).
@@ -152,14 +166,24 @@ def rg_lru(hidden_size: int, *, initializer: str = "flax") -> Cell:
     here the value ``v`` has its own projection, so the cell takes any input size, and
     recurrentgemma's layer is the case ``W_v = I``, ``b_v = 0``
     (:func:`rg_lru_params_from_recurrentgemma`). The derivative of ``sqrt(1 - a_t^2)`` is
-    capped at 1000 as in recurrentgemma. recurrentgemma also skips the normalisation at a
-    document's first token; here every step is normalised (use ``resets`` for documents).
+    capped at 1000 as in recurrentgemma.
+
+    Document starts: recurrentgemma's layer, at ``segment_pos == 0``, uses ``a_t = 0`` and
+    multiplier 1, ``h_t = i_t \odot v_t``. ``document_starts="recurrentgemma"`` does the
+    same at each document start of :func:`rnnjax.rnn` (each step with ``resets``, and the first
+    step processed when no ``initial_carry`` is given), so ``rg_lru(W,
+    document_starts="recurrentgemma")`` on :func:`rg_lru_params_from_recurrentgemma`'s params
+    with ``resets=(segment_pos == 0)`` reproduces the original; the default, ``"scaled"``,
+    normalises every step (a reset zeroes the carry only). ``cell.step`` alone is the ordinary
+    step in both.
 
     Args:
-      hidden_size: ``H``.
+      hidden_size: ``H``, the width of the state and of the output.
       initializer: ``"flax"`` (default: LeCun-normal, recurrentgemma's fan-in scaling),
         ``"keras"`` or ``"torch"`` for ``kernel`` and ``bias``. ``a`` starts uniform on
         the ring ``0.9 <= a <= 0.999`` (by area), as in recurrentgemma.
+      document_starts: ``"scaled"`` (default) or ``"recurrentgemma"``, the rule at a
+        document start (above).
 
     Returns:
       A :class:`~rnnjax.Cell` with params :class:`~rnnjax.RGLRUParams`, carry ``h`` and the
@@ -174,7 +198,14 @@ def rg_lru(hidden_size: int, *, initializer: str = "flax") -> Cell:
       >>> _, one_by_one = rnnjax.rnn(cell, params, xs, parallel=False)
       >>> bool(jnp.allclose(parallel, one_by_one, atol=1e-6))
       True
+      >>> starts = rnnjax.rg_lru(8, document_starts="recurrentgemma")
+      >>> _, ys = rnnjax.rnn(starts, params, xs)
+      >>> z = xs[:, 0] @ params.kernel + params.bias
+      >>> i, v = jax.nn.sigmoid(z[:, 8:16]), z[:, 16:]
+      >>> bool(jnp.allclose(ys[:, 0], i * v))            # the first step: a = 0, not scaled
+      True
     """
+    check_choice("rnnjax.rg_lru", "document_starts", document_starts, DOCUMENT_STARTS)
     hidden = hidden_size
 
     def init(key: Array, input_size: int, dtype: DTypeLike = jnp.float32) -> RGLRUParams:
@@ -188,8 +219,9 @@ def rg_lru(hidden_size: int, *, initializer: str = "flax") -> Cell:
         expected = {"kernel": ("I", 3 * hidden), "bias": (3 * hidden,), "a_param": (hidden,)}
         return _check_params(f"rg_lru({hidden})", params, RGLRUParams, expected)
 
+    start = _rg_lru_start if document_starts == "recurrentgemma" else None
     return _linear_cell(
-        init, hidden, input_size, _rg_lru_coefficients, lambda params: params.kernel.dtype
+        init, hidden, input_size, _rg_lru_coefficients, lambda params: params.kernel.dtype, start
     )
 
 

@@ -157,7 +157,8 @@ class PeepholeLSTMParams(NamedTuple):
 
 
 class LayerNormLSTMParams(NamedTuple):
-    """Parameters of :func:`layer_norm_lstm`; gates in the order i, f, g, o.
+    """Parameters of :func:`layer_norm_lstm`; gates in the order i, f, g, o (Haste's is i, g,
+    f, o: :func:`rnnjax.interop.layer_norm_lstm_params_from_haste` converts).
 
     Attributes:
       kernel: ``[input_size, 4 * hidden]``, ``W``.
@@ -246,6 +247,12 @@ def layer_norm_lstm(hidden_size: int, *, initializer: str = "keras", epsilon: fl
     The norm of ``x W`` runs in the input projection (over all steps at once when
     :func:`rnnjax.rnn` hoists it), the norm of ``h U`` and of ``c`` in the gates, which is
     where their gains live: so the cell keeps the fast backward pass.
+
+    Gate order: rnnjax stacks the ``4 H`` blocks as i, f, g, o (Keras and PyTorch); Haste
+    stores them as i, g, f, o, and names the gains ``gamma [2, 4H]`` (``input_gain``,
+    ``recurrent_gain``), ``gamma_h`` and ``beta_h`` (``cell_gain``, ``cell_bias``).
+    :func:`rnnjax.interop.layer_norm_lstm_params_from_haste` permutes a Haste
+    ``state_dict()`` into these params; loaded unpermuted, f and g trade places.
 
     Args:
       hidden_size: ``H``, the size of ``h`` and ``c``.

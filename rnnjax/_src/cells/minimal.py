@@ -29,8 +29,8 @@ class MinRNNParams(NamedTuple):
 
     Attributes:
       kernel: ``[input_size, gates * hidden]``, gates side by side (minGRU: z, h~; minLSTM:
-        f, i, h~).
-      bias: ``[gates * hidden]``.
+        f, i, h~; mingru-pytorch's order differs, see :func:`min_gru`).
+      bias: ``[gates * hidden]``, added to ``x W`` (mingru-pytorch has none: zeros).
     """
 
     kernel: Array
@@ -106,8 +106,12 @@ def min_gru(hidden_size: int, *, initializer: str = "keras") -> Cell:
     paper's positive activation). :func:`rnnjax.rnn` runs it as a linear recurrence with
     ``a = 1 - z``, ``b = z * g(z_h)``.
 
+    Block order: rnnjax's kernel holds (z, h~), the gate first; mingru-pytorch's
+    ``to_hidden_and_gate`` holds (hidden, gate), as ``weight [2H, I]`` with no bias.
+    :func:`rnnjax.interop.min_gru_params_from_mingru` converts its ``state_dict()``.
+
     Args:
-      hidden_size: ``H``.
+      hidden_size: ``H``, the size of the state ``h`` and of each output.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``, for ``kernel``.
 
     Returns:
@@ -142,8 +146,12 @@ def min_lstm(hidden_size: int, *, initializer: str = "keras") -> Cell:
     state ``c``). :func:`rnnjax.rnn` runs it as a linear recurrence with ``a = f'``,
     ``b = i' g(z_h)``.
 
+    Block order: rnnjax's kernel holds (f, i, h~); mingru-pytorch's
+    ``to_hidden_and_f_i_gate`` holds (hidden, f, i), as ``weight [3H, I]`` with no bias.
+    :func:`rnnjax.interop.min_lstm_params_from_mingru` converts its ``state_dict()``.
+
     Args:
-      hidden_size: ``H``.
+      hidden_size: ``H``, the size of the state ``h`` and of each output.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``, for ``kernel``.
 
     Returns:

@@ -54,14 +54,15 @@ def check_carry(
 ) -> Any:
     """``carry`` after checking it has the structure and shapes of ``expected`` (arrays or
     ``jax.ShapeDtypeStruct``s). A plain tuple where a NamedTuple carry is expected (the
-    LSTM's) is refused: its order is ambiguous (Flax's LSTM carry is ``(c, h)``)."""
+    LSTM's, an attention cell's) is refused: rnnjax does not guess what its entries are."""
     fields = getattr(type(expected), "_fields", None)
     if fields and type(carry) in (tuple, list):
         name = type(expected).__name__
         spelled = f"rnnjax.{name}({', '.join(f'{field}=...' for field in fields)})"
+        hint = " (Flax's LSTM carry is (c, h), PyTorch's (h, c))" if name == "LSTMState" else ""
         raise TypeError(
             f"{where}: {argument} must be {spelled}, not a plain {type(carry).__name__}, whose"
-            " order is ambiguous (Flax's LSTM carry is (c, h))"
+            f" order rnnjax does not guess{hint}: build it with {name}'s field names"
         )
     check_floating(where, argument, carry)  # never cast: it would set the scan's dtype
     same_structure = jax.tree.structure(carry) == jax.tree.structure(expected)  # type: ignore[operator]

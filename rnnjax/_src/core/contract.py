@@ -155,7 +155,8 @@ class GateSplit(NamedTuple):
     Attributes:
       recurrent: :class:`RecurrentFn`, ``h @ recurrent_kernel`` (plus any recurrent bias).
       combine: :class:`CombineFn`; ``z`` may be an array or a pytree of arrays.
-      gates: :class:`GatesFn`.
+      gates: :class:`GatesFn`, the elementwise rest of the step: ``(params, carry, z) ->
+        (carry, y)``.
     """
 
     recurrent: RecurrentFn
@@ -169,6 +170,13 @@ class CoefficientsFn(Protocol):
     def __call__(self, params: Params, xs: Array, /) -> tuple[Array, Array]: ...
 
 
+class StartFn(Protocol):
+    """``start(params, xs) -> h``: the state at a document start, ``xs [..., input]`` to ``h
+    [..., hidden]`` (the carry before it is ignored)."""
+
+    def __call__(self, params: Params, xs: Array, /) -> Array: ...
+
+
 class LinearScan(NamedTuple):
     """Capability: a recurrence linear in the state, ``h_t = a_t * h_{t-1} + b_t``, with ``a_t``
     and ``b_t`` computed from the inputs alone (minGRU, minLSTM).
@@ -180,10 +188,17 @@ class LinearScan(NamedTuple):
     (:func:`rnnjax.lru`): the driver runs the recurrence in complex arithmetic.
 
     Attributes:
-      coefficients: :class:`CoefficientsFn`.
+      coefficients: :class:`CoefficientsFn`, ``(params, xs) -> (a, b)`` for any number of
+        steps at once.
+      start: optional :class:`StartFn`. Given, :func:`rnnjax.rnn` sets ``h_t = start(p, x_t)``
+        at each document start: each step with ``resets``, and the first step processed when
+        it starts from the cell's own initial carry (``initial_carry=None``), where ``step``
+        is ``h_t = a_t * 0 + b_t`` otherwise (:func:`rnnjax.rg_lru`'s
+        ``document_starts="recurrentgemma"``). ``cell.step`` alone is the ordinary step.
     """
 
     coefficients: CoefficientsFn
+    start: StartFn | None = None
 
 
 class JacobianStepFn(Protocol):
@@ -209,7 +224,7 @@ class DiagonalJacobian(NamedTuple):
     ``step(p, c, x)[0] == cell.step(p, c, x)``.
 
     Attributes:
-      step: :class:`JacobianStepFn`.
+      step: :class:`JacobianStepFn`, the step that also returns the Jacobian's diagonal blocks.
     """
 
     step: JacobianStepFn
@@ -239,11 +254,13 @@ class Cell(_CellFields):
         input_size]``, ``y_t [*batch, hidden]``.
       input_size: :class:`InputSizeFn`, ``(params) -> int``, checking the params.
       output: :class:`OutputFn`, ``(carry) -> h``, what a ``Dense`` head reads from a final carry.
-      projection: optional :class:`Projection`.
-      gate_split: optional :class:`GateSplit`; it needs ``projection``, and a cell made
-        with ``gate_split`` and no ``projection`` is refused (a ``ValueError``).
-      linear_scan: optional :class:`LinearScan`.
-      diagonal_jacobian: optional :class:`DiagonalJacobian`.
+      projection: optional :class:`Projection`, the input projection apart from the step
+        (what ``hoist_projection`` runs over all steps at once).
+      gate_split: optional :class:`GateSplit`, the split the fast backward pass needs; it
+        needs ``projection``, and a cell made with ``gate_split`` and no ``projection`` is
+        refused (a ``ValueError``).
+      linear_scan: optional :class:`LinearScan`, the linear recurrence ``parallel`` runs.
+      diagonal_jacobian: optional :class:`DiagonalJacobian`, what Newton's method needs.
 
     The kit builds cells with their capabilities from their parts
     (:func:`rnnjax.gated_cell`, :func:`rnnjax.linear_scan_cell`, :func:`rnnjax.diagonal_cell`,

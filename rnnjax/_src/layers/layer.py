@@ -64,6 +64,12 @@ def run_cell(cell: Cell, settings: LayerSettings) -> Cell:
     return with_compute_dtype(cell, jnp.dtype(settings.compute_dtype))
 
 
+def _starts_documents(cell: Cell) -> bool:
+    """Whether ``cell`` has a document-start rule (``LinearScan.start``): its first step is a
+    start when the driver gets no initial carry, so a layer leaves ``None`` as it is."""
+    return cell.linear_scan is not None and cell.linear_scan.start is not None
+
+
 def _cast_inputs(
     cell: Cell,
     settings: LayerSettings,
@@ -76,6 +82,8 @@ def _cast_inputs(
     if settings.compute_dtype is None:
         return xs, carry
     state = jax.eval_shape(lambda: cell.initial_carry(params, batch))
+    if carry is None and _starts_documents(cell):  # the driver's, in the state's dtype
+        return xs.astype(settings.compute_dtype), None
     if carry is None:
         carry = cell.initial_carry(params, batch)
     else:
@@ -134,7 +142,9 @@ def _run(
         return run(cell, p, x, scan_settings, time_major=True, initial_carry=c, seq_lengths=lengths)
 
     batch = xs.shape[:-2]
-    if carry is None:  # the driver's default, made here so no segment is run apart
+    # The driver's default carry, made here so that no segment is run apart; not for a cell
+    # with a document-start rule, whose first step is a start only from no carry at all.
+    if carry is None and not _starts_documents(cell):
         carry = cell.initial_carry(params, batch, carry_dtype(cell, params, xs, batch))
     lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
     return in_segments(

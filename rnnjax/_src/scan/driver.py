@@ -26,7 +26,7 @@ from rnnjax._src.linear.recurrence import (
 )
 from rnnjax._src.newton.entry import check_newton, default_newton, newton_scan, newton_settings
 from rnnjax._src.scan.fused import fused_scan
-from rnnjax._src.scan.updates import advance, reset
+from rnnjax._src.scan.updates import advance, reset, select
 
 Array = jax.Array
 
@@ -99,8 +99,8 @@ def check_capabilities(where: str, cell: Cell, settings: LayerSettings) -> None:
         check_newton(cell, bool(settings.remat), where)
     if settings.parallel is True and cell.linear_scan is None:
         raise ValueError(
-            f"{where}: parallel=True needs a cell with the `linear_scan` capability"
-            " (min_gru, min_lstm); this cell has none"
+            f"{where}: parallel=True needs a cell with the `linear_scan` capability (the"
+            " built-in ones: min_gru, min_lstm, lru, rg_lru); this cell has none"
         )
     unroll = settings.unroll
     unrolled = unroll is True or (not isinstance(unroll, bool) and unroll != 1)
@@ -150,7 +150,9 @@ def rnn(
         ``resets[b, t]``, the carry entering step ``t`` is ``cell.initial_carry`` (zeros),
         whatever came before: sequences packed end to end, each starting with a reset, run
         as if alone (Haiku's ``ResetCore``). With ``reverse``, "entering" is in processing
-        order. Gradients do not flow across a reset.
+        order. Gradients do not flow across a reset. A cell with a document-start rule
+        (``rnnjax.rg_lru(H, document_starts="recurrentgemma")``) applies it at each reset, and
+        at the first step processed when ``initial_carry`` is not given.
       reverse: run each sequence's valid part from its last valid step back to step 0 (what
         PyTorch's packed bidirectional does). Outputs stay at their original positions and
         the final carry is the one after step 0.
@@ -164,7 +166,7 @@ def rnn(
         on CPU, where it measured faster; a cell
         without the ``projection`` capability always projects per step.
       parallel: for a cell with the ``linear_scan`` capability (:func:`rnnjax.min_gru`,
-        :func:`rnnjax.min_lstm`): compute every step's coefficients at once and run
+        :func:`rnnjax.min_lstm`, :func:`rnnjax.lru`, :func:`rnnjax.rg_lru`): compute every step's coefficients at once and run
         :func:`rnnjax.linear_recurrence` over them (``None``, the default, or ``True``), or
         step the cell one token at a time (``False``). Same values and gradients to float32
         rounding. ``"newton"``: for a cell with the ``diagonal_jacobian`` capability, solve
@@ -240,10 +242,13 @@ def run(
     """:func:`rnn` after its checks of the cell, the settings and ``xs`` (layers call it
     with their own checked settings); the carry, lengths and resets are checked here."""
     scan = time_leading(cell, params, xs, time_major, initial_carry, seq_lengths, resets)
-    inputs, valid, flags, fresh, initial_carry, time_axis = scan
+    inputs, valid, flags, fresh, carry, time_axis = scan
     time = inputs.shape[0]
     reverse, unroll, remat = settings.reverse, settings.unroll, bool(settings.remat)
     parallel = settings.parallel
+    if cell.linear_scan is not None and cell.linear_scan.start is not None:
+        flags = _document_starts(flags, valid, inputs.shape[:-1], initial_carry is None, reverse)
+    initial_carry = carry
     if parallel == "newton" or (parallel is None and default_newton(cell, time, remat)):
         newton = newton_settings(cell, initial_carry, remat, unroll)
         final_carry, ys, _ = newton_scan(
@@ -260,17 +265,49 @@ def run(
         )
     else:
         step, inputs = _step_and_inputs(cell, params, inputs, settings.hoist_projection, remat)
-        output_dtype = cell.output(initial_carry).dtype
-
-        def body(carry: Carry, inputs_t: tuple[Array, Any, Any]) -> tuple[Carry, Array]:
-            x_t, valid_t, reset_t = inputs_t
-            new_carry, y = step(params, reset(carry, fresh, reset_t), x_t)
-            return advance(carry, new_carry, y, valid_t, output_dtype)
-
-        final_carry, ys = jax.lax.scan(
-            body, initial_carry, (inputs, valid, flags), reverse=reverse, unroll=unroll
-        )
+        final_carry, ys = _run_steps(
+            cell, step, params, TimeLeading(inputs, valid, flags, fresh, initial_carry, 0),
+            reverse, unroll,
+        )  # fmt: skip
     return final_carry, jnp.moveaxis(ys, 0, time_axis)
+
+
+def _run_steps(
+    cell: Cell, step: Any, params: Params, scan: TimeLeading, reverse: bool, unroll: int | bool
+) -> tuple[Carry, Array]:
+    """``step`` over ``scan.inputs`` in one ``lax.scan``: a reset (or, for a cell with a
+    ``start`` rule, a document start) before a step, padding after it."""
+    start = None if cell.linear_scan is None else cell.linear_scan.start
+    output_dtype = cell.output(scan.initial_carry).dtype
+
+    def body(carry: Carry, inputs_t: tuple[Array, Any, Any]) -> tuple[Carry, Array]:
+        x_t, valid_t, reset_t = inputs_t
+        new_carry, y = step(params, reset(carry, scan.fresh, reset_t), x_t)
+        if start is not None and reset_t is not None:  # a document start: h = start(x)
+            new_carry = y = select(reset_t, start(params, x_t).astype(y.dtype), y)
+        return advance(carry, new_carry, y, valid_t, output_dtype)
+
+    inputs = (scan.inputs, scan.valid, scan.flags)
+    return jax.lax.scan(body, scan.initial_carry, inputs, reverse=reverse, unroll=unroll)
+
+
+def _document_starts(
+    resets: Array | None,
+    valid: Array | None,
+    shape: tuple[int, ...],
+    from_fresh: bool,
+    reverse: bool,
+) -> Array | None:
+    """The steps ``[time, *batch]`` where a cell with a ``start`` rule starts a document: the
+    resets, and with ``from_fresh`` the first step processed (step 0, or with ``reverse`` the
+    last valid step)."""
+    if not from_fresh:
+        return resets
+    steps = jnp.arange(shape[0]).reshape((shape[0],) + (1,) * (len(shape) - 1))
+    first = jnp.broadcast_to(steps == (shape[0] - 1 if reverse else 0), shape)
+    if reverse and valid is not None:  # valid here, not at the next step
+        first = valid & ~jnp.concatenate([valid[1:], jnp.zeros_like(valid[:1])])
+    return first if resets is None else first | resets
 
 
 class TimeLeading(NamedTuple):
@@ -340,6 +377,8 @@ def _run_linear(
     if flags is not None:  # a reset step starts from ``fresh``: h = a * fresh + b
         flag = flags[..., None]
         b = jnp.where(flag, a * start[None] + b, b)
+        if cell.linear_scan.start is not None:  # or, with a start rule, h = start(x)
+            b = jnp.where(flag, cell.linear_scan.start(params, inputs).astype(b.dtype), b)
         a = jnp.where(flag, jnp.zeros_like(a), a)
     method = default_method()
     final, hs = scan_time_leading(a, b, state, valid, reverse=reverse, method=method)

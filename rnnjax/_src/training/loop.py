@@ -251,7 +251,7 @@ def fit(
     processes at ``log_every`` steps. The run equals a one-device run up to float rounding.
 
     Args:
-      trainer: from :func:`make_trainer`.
+      trainer: the :class:`Trainer` that :func:`make_trainer` returns (its jitted step).
       state: the starting state (used when there is no checkpoint to resume).
       get_batch: ``step -> batch``; must depend only on ``step`` (see :func:`epoch_batches`).
       num_steps: the total number of steps of the run (not the number still to do).
