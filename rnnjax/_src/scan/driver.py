@@ -163,10 +163,11 @@ def rnn(
       hoist_projection: run the input projection ``xs @ kernel + bias`` for all steps as one
         matmul before the scan (``True``) or inside each step (``False``). Both give the
         same values to float32 rounding. Default ``None``: hoisted on accelerators, per step
-        on CPU, where it measured faster; a cell
-        without the ``projection`` capability always projects per step.
+        on CPU, where it measured faster; a cell without the ``projection`` capability
+        always projects per step.
       parallel: for a cell with the ``linear_scan`` capability (:func:`rnnjax.min_gru`,
-        :func:`rnnjax.min_lstm`, :func:`rnnjax.lru`, :func:`rnnjax.rg_lru`): compute every step's coefficients at once and run
+        :func:`rnnjax.min_lstm`, :func:`rnnjax.lru`, :func:`rnnjax.rg_lru`): compute every
+        step's coefficients at once and run
         :func:`rnnjax.linear_recurrence` over them (``None``, the default, or ``True``), or
         step the cell one token at a time (``False``). Same values and gradients to float32
         rounding. ``"newton"``: for a cell with the ``diagonal_jacobian`` capability, solve
