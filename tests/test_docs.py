@@ -161,3 +161,13 @@ def test_guide_code_runs(page):
     with jax.numpy_rank_promotion("allow"):
         for code in python_blocks(page):
             exec(compile(code, str(page), "exec"), namespace)
+
+
+def test_export_recipe_is_run_and_checks_the_server_never_imports_rnnjax():
+    """docs/guides/export.md runs above (test_guide_code_runs[export.md]): its server, a
+    fresh interpreter, asserts that neither rnnjax nor flax is in its ``sys.modules``."""
+    page = DOCS / "guides" / "export.md"
+    assert page in GUIDES
+    code = "".join(python_blocks(page))
+    assert '"rnnjax" not in sys.modules and "flax" not in sys.modules' in code
+    assert 'PLATFORMS = ("cpu", "cuda", "tpu")' in code and "served.returncode == 0" in code
