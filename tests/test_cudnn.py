@@ -165,6 +165,42 @@ def test_layers_and_directions_match_xla(reference_kernel, bidirectional):
     )
 
 
+def test_bidirectional_runs_as_cudnns_two_directions(monkeypatch):
+    """rnnjax.bidirectional of two cuDNN LSTM layers (concat, no dropout) is one cuDNN call
+    with bidirectional=True, and equals the XLA pair: values, carries, gradients; with input
+    dropout (a mask per direction) each direction runs on its own."""
+    flags = []
+
+    def counting(*args):
+        flags.append(args[9])  # bidirectional
+        return cudnn.reference_lstm(*args)
+
+    monkeypatch.setattr(cudnn, "KERNEL", cudnn.Kernel(counting, lambda: None))
+    pair = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H), backend="cudnn"))
+    xla_pair = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H)))
+    params = pair.init(jax.random.key(9), F)
+    xs, carry = _batch(time_major=False)
+    carries = (carry, jax.tree.map(lambda a: -a, carry))
+
+    def loss(layer, params, xs, carries):
+        finals, ys = layer.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries)
+        return jnp.sum(jnp.sin(ys)) + _total(finals)
+
+    got = pair.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries)
+    assert flags == [True]
+    _close(got, xla_pair.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries))
+    grad = jax.jit(jax.grad(loss, argnums=(1, 2, 3)), static_argnums=0)
+    _close(grad(pair, params, xs, carries), grad(xla_pair, params, xs, carries))
+    flags.clear()
+    dropping = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H), dropout=0.2, backend="cudnn"))
+    dropping.apply(params, xs, key=jax.random.key(0), deterministic=False)
+    assert flags == [False, False]
+
+
+def _total(tree):
+    return sum(jnp.sum(leaf) for leaf in jax.tree.leaves(tree))
+
+
 def test_layer_with_input_dropout_matches_xla(reference_kernel):
     """rnnjax.layer(backend="cudnn") takes input dropout (its mask is applied before the
     scan): the same key gives the XLA layer's outputs."""
@@ -338,6 +374,12 @@ def test_gpu_layers_and_directions_match_xla():
         finals, want = _xla_bidirectional_stack(2).apply(params, xs, seq_lengths=lengths)
     _close(ys, want, GPU_TOL)
     _close(h_n[3], finals[1][1].h, GPU_TOL)
+    pair = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H), backend="cudnn"))
+    with jax.default_matmul_precision("highest"):
+        got = pair.apply(params[0], xs, seq_lengths=lengths)
+        want = _xla_bidirectional_stack(1).apply((params[0],), xs, seq_lengths=lengths)
+    _close(got[1], want[1], GPU_TOL)
+    _close(got[0], want[0][0], GPU_TOL)
 
 
 @pytest.mark.gpu

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from rnnjax._src.core.contract import Carry, Layer, Params
 from rnnjax._src.core.validate import check_rate
+from rnnjax._src.layers.cudnn_pair import fused_bidirectional
 from rnnjax._src.layers.layer import keep_mask, require_key
 
 Array = jax.Array
@@ -100,6 +101,7 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
             )
         backward = forward.flip()
     backward_layer = backward
+    fused = fused_bidirectional(forward, backward_layer, merge)
 
     def init(key: Array, input_size: int) -> BidirectionalParams:
         forward_key, backward_key = jax.random.split(key)
@@ -117,6 +119,8 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
         deterministic: bool = True,
     ) -> tuple[tuple[Carry, Carry], Any]:
         carries = _per_layer(where, "a pair (forward, backward)", 2, initial_carry)
+        if fused is not None:  # cuDNN LSTMs, one each way, concatenated: cuDNN's directions
+            return fused(params, xs, carries, seq_lengths, deterministic)
         keys: Any = (None, None) if key is None else jax.random.split(key)
         common = dict(seq_lengths=seq_lengths, deterministic=deterministic)
         carry_f, ys_f = forward.apply(

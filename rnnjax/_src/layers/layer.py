@@ -15,6 +15,8 @@ made of layers (:func:`bidirectional`, :func:`stack`) in :mod:`rnnjax._src.layer
 from __future__ import annotations
 
 import dataclasses
+import weakref
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -35,6 +37,12 @@ from rnnjax._src.scan.cudnn import check_backend_inputs
 from rnnjax._src.scan.driver import carry_dtype, check_capabilities, check_xs, run
 
 Array = jax.Array
+
+CUDNN_LAYERS: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Cell, LayerSettings]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The ``apply`` of each layer built with ``backend="cudnn"``, with its cell and settings:
+what :func:`rnnjax.bidirectional` reads to run a pair as cuDNN's own two directions."""
 
 
 # --- Helpers -------------------------------------------------------------------------------
@@ -217,6 +225,8 @@ def _layer(cell: Cell, settings: LayerSettings) -> Layer:
     def flip() -> Layer:
         return _layer(cell, dataclasses.replace(settings, reverse=not settings.reverse))
 
+    if settings.backend == "cudnn":
+        CUDNN_LAYERS[apply] = (cell, settings)
     return Layer(init, apply, flip)
 
 

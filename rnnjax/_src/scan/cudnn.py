@@ -6,8 +6,9 @@ LSTM. The weights are packed from the cell's :class:`~rnnjax.LSTMParams` (Keras 
 ``x @ kernel``) into cuDNN's flat vector inside the jitted function, so the params stay the
 cell's own and their gradients come back through cuDNN's own backward pass (its VJP; forward
 mode is not defined for it). Lengths (0 included), ``reverse`` and the initial carry keep
-:func:`rnnjax.rnn`'s meaning exactly; a bidirectional pair and a stack of such layers can run
-as cuDNN's own directions and layers (:func:`lstm_layers`).
+:func:`rnnjax.rnn`'s meaning exactly. :func:`lstm_layers` runs cuDNN's own directions and
+layers: :func:`rnnjax.bidirectional` of two such layers is one call with both directions
+(:mod:`rnnjax._src.layers.cudnn_pair`); a stack still runs one call per layer.
 
 What cuDNN cannot serve is refused by name (:func:`refusal`), never approximated: another
 cell, a setting it has no counterpart for, a dtype other than float32, no CUDA GPU.
