@@ -165,36 +165,81 @@ def test_layers_and_directions_match_xla(reference_kernel, bidirectional):
     )
 
 
-def test_bidirectional_runs_as_cudnns_two_directions(monkeypatch):
-    """rnnjax.bidirectional of two cuDNN LSTM layers (concat, no dropout) is one cuDNN call
-    with bidirectional=True, and equals the XLA pair: values, carries, gradients; with input
-    dropout (a mask per direction) each direction runs on its own."""
-    flags = []
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """The reference kernel, recording ``(num_layers, bidirectional)`` of each call."""
+    calls = []
 
     def counting(*args):
-        flags.append(args[9])  # bidirectional
+        calls.append((args[7], args[9]))
         return cudnn.reference_lstm(*args)
 
     monkeypatch.setattr(cudnn, "KERNEL", cudnn.Kernel(counting, lambda: None))
-    pair = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H), backend="cudnn"))
-    xla_pair = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H)))
-    params = pair.init(jax.random.key(9), F)
-    xs, carry = _batch(time_major=False)
-    carries = (carry, jax.tree.map(lambda a: -a, carry))
+    return calls
+
+
+def _cudnn_layer(**options):
+    return rnnjax.layer(rnnjax.lstm(H), backend="cudnn", **options)
+
+
+def _check_fused(fused, unfused, carries, calls, expected_calls):
+    """One eager call records the kernel calls; values, carries and gradients (params, xs,
+    initial carries) equal the layer-by-layer XLA composition's."""
+    params = fused.init(jax.random.key(9), F)
+    calls.clear()  # init traced the layers for their output sizes
+    xs, _ = _batch(time_major=False)
+    got = fused.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries)
+    assert calls == expected_calls
+    _close(got, unfused.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries))
 
     def loss(layer, params, xs, carries):
         finals, ys = layer.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries)
         return jnp.sum(jnp.sin(ys)) + _total(finals)
 
-    got = pair.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries)
-    assert flags == [True]
-    _close(got, xla_pair.apply(params, xs, seq_lengths=LENGTHS, initial_carry=carries))
     grad = jax.jit(jax.grad(loss, argnums=(1, 2, 3)), static_argnums=0)
-    _close(grad(pair, params, xs, carries), grad(xla_pair, params, xs, carries))
-    flags.clear()
-    dropping = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H), dropout=0.2, backend="cudnn"))
-    dropping.apply(params, xs, key=jax.random.key(0), deterministic=False)
-    assert flags == [False, False]
+    _close(grad(fused, params, xs, carries), grad(unfused, params, xs, carries))
+
+
+def test_bidirectional_runs_as_cudnns_two_directions(kernel_calls):
+    """rnnjax.bidirectional of two cuDNN LSTM layers (concat, no input dropout) is one cuDNN
+    call with both directions; with input dropout (a mask per direction), one per direction."""
+    _, carry = _batch(time_major=False)
+    carries = (carry, jax.tree.map(lambda a: -a, carry))
+    fused = rnnjax.bidirectional(_cudnn_layer())
+    unfused = rnnjax.bidirectional(rnnjax.layer(rnnjax.lstm(H)))
+    _check_fused(fused, unfused, carries, kernel_calls, [(1, True)])
+    kernel_calls.clear()
+    dropping = rnnjax.bidirectional(_cudnn_layer(dropout=0.2))
+    params = dropping.init(jax.random.key(0), F)
+    dropping.apply(params, jnp.ones((2, 5, F)), key=jax.random.key(0), deterministic=False)
+    assert kernel_calls == [(1, False), (1, False)]
+
+
+def test_stacks_run_as_cudnns_layers(kernel_calls):
+    """A stack of cuDNN LSTM layers, or of such bidirectional pairs, is one call with cuDNN's
+    own layers; with dropout between the layers, one call per layer."""
+    _, carry = _batch(time_major=False)
+    fused = rnnjax.stack(_cudnn_layer(), _cudnn_layer())
+    unfused = rnnjax.stack(rnnjax.layer(rnnjax.lstm(H)), rnnjax.layer(rnnjax.lstm(H)))
+    _check_fused(fused, unfused, (carry, None), kernel_calls, [(2, False)])
+    kernel_calls.clear()
+    pairs = rnnjax.stack(rnnjax.bidirectional(_cudnn_layer()), rnnjax.bidirectional(_cudnn_layer()))
+    _check_fused(pairs, _xla_bidirectional_stack(2), None, kernel_calls, [(2, True)])
+    kernel_calls.clear()
+    dropping = rnnjax.stack(_cudnn_layer(), _cudnn_layer(), dropout=0.3)
+    params = dropping.init(jax.random.key(0), F)
+    kernel_calls.clear()
+    dropping.apply(params, jnp.ones((2, 5, F)), key=jax.random.key(0), deterministic=False)
+    assert kernel_calls == [(1, False), (1, False)]
+
+
+def test_fused_stack_checks_its_layers(reference_kernel):
+    """The fused run checks what the layers would: here, params of the wrong input size."""
+    layers = rnnjax.stack(_cudnn_layer(), _cudnn_layer())
+    params = layers.init(jax.random.key(0), F)
+    wrong = (params[0], _params(jax.random.key(1), input_size=F))
+    with pytest.raises(ValueError, match=r"rnnjax.stack: layer 1 reads the previous layer's 4"):
+        layers.apply(wrong, jnp.ones((2, 5, F)))
 
 
 def _total(tree):

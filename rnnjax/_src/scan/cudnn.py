@@ -7,8 +7,8 @@ LSTM. The weights are packed from the cell's :class:`~rnnjax.LSTMParams` (Keras 
 cell's own and their gradients come back through cuDNN's own backward pass (its VJP; forward
 mode is not defined for it). Lengths (0 included), ``reverse`` and the initial carry keep
 :func:`rnnjax.rnn`'s meaning exactly. :func:`lstm_layers` runs cuDNN's own directions and
-layers: :func:`rnnjax.bidirectional` of two such layers is one call with both directions
-(:mod:`rnnjax._src.layers.cudnn_pair`); a stack still runs one call per layer.
+layers: :func:`rnnjax.bidirectional` of two such layers, and :func:`rnnjax.stack` of such
+layers or pairs, run as one call (:mod:`rnnjax._src.layers.cudnn_fused`).
 
 What cuDNN cannot serve is refused by name (:func:`refusal`), never approximated: another
 cell, a setting it has no counterpart for, a dtype other than float32, no CUDA GPU.
