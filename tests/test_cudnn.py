@@ -233,6 +233,23 @@ def test_stacks_run_as_cudnns_layers(kernel_calls):
     assert kernel_calls == [(1, False), (1, False)]
 
 
+def test_reversed_layers_stack_one_call_each(kernel_calls):
+    """A stack of reversed cuDNN layers is not cuDNN's stack (its layers run forward)."""
+    backwards = _cudnn_layer(reverse=True)
+    unfused = rnnjax.stack(
+        rnnjax.layer(rnnjax.lstm(H), reverse=True), rnnjax.layer(rnnjax.lstm(H), reverse=True)
+    )
+    _check_fused(rnnjax.stack(backwards, backwards), unfused, None, kernel_calls, [(1, False)] * 2)
+
+
+def test_nnx_stacked_module_is_one_call(kernel_calls):
+    xs = jax.random.normal(jax.random.key(8), (2, 5, F))
+    module = rnnjax.nnx.LSTM(F, H, rngs=nnx.Rngs(0), backend="cudnn", num_layers=3)
+    kernel_calls.clear()  # init traced the layers for their output sizes
+    module(xs)
+    assert kernel_calls == [(3, False)]
+
+
 def test_fused_stack_checks_its_layers(reference_kernel):
     """The fused run checks what the layers would: here, params of the wrong input size."""
     layers = rnnjax.stack(_cudnn_layer(), _cudnn_layer())

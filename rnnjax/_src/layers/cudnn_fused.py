@@ -51,7 +51,7 @@ def _fusable(layer: Layer) -> Fused | None:
     if layer.apply in PAIRS:
         return PAIRS[layer.apply]
     found = CUDNN_LAYERS.get(layer.apply)
-    if found is None or found[1].dropout > 0:
+    if found is None or found[1].dropout > 0 or found[1].reverse:
         return None
     return Fused(found[0], found[1], 1)
 

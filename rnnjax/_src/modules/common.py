@@ -30,7 +30,7 @@ from rnnjax._src.layers.compose import (
     merge_outputs,
 )
 from rnnjax._src.layers.compose import stack as make_stack
-from rnnjax._src.layers.layer import apply_layer
+from rnnjax._src.layers.layer import CUDNN_LAYERS, apply_layer
 from rnnjax._src.scan.cudnn import check_backend_inputs
 from rnnjax._src.scan.driver import check_capabilities, check_xs
 
@@ -102,6 +102,9 @@ class Recurrent:
 
         def apply(params: Params, xs: Array, **kwargs: Any) -> tuple[Carry, Array]:
             return apply_layer(cell, settings, params, xs, **kwargs)
+
+        if settings.backend == "cudnn":  # stacks and pairs of these run as one cuDNN call
+            CUDNN_LAYERS[apply] = (cell, settings)
 
         def flip() -> Layer:
             return self.flipped().layer()
