@@ -250,6 +250,22 @@ def test_nnx_stacked_module_is_one_call(kernel_calls):
     assert kernel_calls == [(3, False)]
 
 
+def test_nnx_bidirectional_module_is_one_call_and_matches_xla(kernel_calls):
+    xs = jax.random.normal(jax.random.key(8), (2, 5, F))
+    lengths = jnp.array([5, 0])
+
+    def module(backend):
+        rngs = nnx.Rngs(0)
+        inner = rnnjax.nnx.LSTM(F, H, rngs=rngs, backend=backend, return_sequences=True)
+        return rnnjax.nnx.Bidirectional(inner, rngs=rngs)
+
+    fused, unfused = module("cudnn"), module("xla")
+    kernel_calls.clear()
+    got = fused(xs, seq_lengths=lengths)
+    assert kernel_calls == [(1, True)]
+    _close(got, unfused(xs, seq_lengths=lengths))
+
+
 def test_fused_stack_checks_its_layers(reference_kernel):
     """The fused run checks what the layers would: here, params of the wrong input size."""
     layers = rnnjax.stack(_cudnn_layer(), _cudnn_layer())
