@@ -162,9 +162,10 @@ def test_lowers_everywhere(name):
 CANNOT_LOWER = {
     # path: (platforms it cannot lower for, why)
     "rnn-lstm-cudnn": (
-        ("cpu", "rocm", "tpu"),
-        "cuDNN runs on CUDA only: rnn(backend='cudnn') refuses where jax.default_backend() is not"
-        " a CUDA GPU, and jax.experimental.rnn's primitives lower for CUDA alone",
+        ("cpu", "tpu"),
+        "cuDNN runs on NVIDIA GPUs only: rnn(backend='cudnn') refuses where JAX's backend is"
+        " not a CUDA GPU (a ROCm GPU included), and jax.experimental.rnn's primitives have no"
+        " CPU or TPU lowering",
     ),
 }
 
