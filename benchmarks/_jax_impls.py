@@ -1,7 +1,8 @@
 """The JAX implementations and how any JAX callable is timed (the main process and Keras's).
 
 A :class:`Candidate` is ``apply(params, xs [B, T, I]) -> ys [B, T, H]`` with its params. Each
-family (``rnnjax``, ``linen``, ``nnx``, ``cudnn``) has a builder ``(kind, case, key) ->
+family (``rnnjax``, ``linen``, ``nnx``, ``cudnn``; ``rnnjax-cudnn``, the rnnjax LSTM with
+``backend="cudnn"``, which runs wherever ``rnnjax`` is chosen) has a builder ``(kind, case, key) ->
 candidates``; :func:`bench_candidates` jits each in both modes, reports the first call and the
 compiled memory apart, and times them round-robin.
 """
@@ -207,8 +208,30 @@ def cudnn_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
     return [Candidate("cudnn", "cudnn LSTM", kind, apply, weights)]
 
 
+def rnnjax_cudnn_candidates(kind: str, case: Case, key: jax.Array) -> list[Candidate]:
+    """``rnnjax.layer(rnnjax.lstm(H), backend="cudnn")``: the rnnjax LSTM row again, through
+    cuDNN (``jax.experimental.rnn.lstm``) with rnnjax's own params; float32 on a CUDA GPU."""
+    if kind != "lstm":
+        return []  # cuDNN serves the plain LSTM only; the other kinds' rnnjax rows are XLA's
+    if case.dtype != "float32":
+        raise Unavailable(f"rnnjax's cuDNN backend runs float32 only, not {case.dtype}")
+    from rnnjax._src.scan.cudnn import cuda_refusal
+
+    reason = cuda_refusal()
+    if reason is not None:
+        raise Unavailable(f"rnnjax backend='cudnn' needs a CUDA GPU: {reason}")
+    cell = rnnjax.lstm(case.hidden)
+    layer = rnnjax.layer(cell, backend="cudnn")
+
+    def apply(params: Any, xs: jax.Array) -> jax.Array:
+        return layer.apply(params, xs)[1]
+
+    return [Candidate("rnnjax-cudnn", "rnnjax LSTM cudnn", kind, apply, cell.init(key, case.input))]
+
+
 BUILDERS: dict[str, Builder] = {
     "rnnjax": rnnjax_candidates,
+    "rnnjax-cudnn": rnnjax_cudnn_candidates,
     "linen": linen_candidates,
     "nnx": nnx_candidates,
     "cudnn": cudnn_candidates,

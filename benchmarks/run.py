@@ -1,6 +1,7 @@
 """Times rnnjax against its peers on the same shapes, in one run, on whatever device JAX finds.
 
-In this process, interleaved round-robin: rnnjax (LSTM, GRU, SimpleRNN; MinGRU and MinLSTM with
+In this process, interleaved round-robin: rnnjax (LSTM, GRU, SimpleRNN, the LSTM also with
+``backend="cudnn"`` on a CUDA GPU; MinGRU and MinLSTM with
 ``--kinds min_gru,min_lstm``, parallel and sequential, beside a floor without the recurrence),
 Flax linen ``nn.RNN``
 (OptimizedLSTMCell, LSTMCell, GRUCell, SimpleCell), Flax NNX ``nnx.RNN`` and, on a GPU,
@@ -106,6 +107,8 @@ def bench_case(case: Case, args: argparse.Namespace, workers: dict[str, Worker])
     import _jax_impls
 
     impls = [impl for impl in args.impls if impl in _jax_impls.BUILDERS]
+    if "rnnjax" in impls:  # each rnnjax LSTM row with both backends: XLA ("auto") and cuDNN
+        impls.insert(impls.index("rnnjax") + 1, "rnnjax-cudnn")
     candidates, notes = _jax_impls.build(_jax_impls.BUILDERS, impls, args.kinds, case)
     rows, more_notes = _jax_impls.bench_candidates(candidates, case, args.warmup, args.repeats)
     notes += more_notes
@@ -130,7 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     environment: dict[str, Any] = {**_jax_impls.environment(), "host": host()}
     dtypes = sorted({"float32", *(case.dtype for case in args.grid)}, key=DTYPES.index)
-    matmul_before = {dtype: _jax_impls.matmul_gflops(dtype) for dtype in dtypes}
+    matmul_before = {
+        dtype: _jax_impls.matmul_gflops(dtype, size=512 if args.quick else 2048) for dtype in dtypes
+    }
 
     notes: list[str] = []
     workers = start_workers(args.impls, environment["backend"])
@@ -157,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     for worker in workers.values():
         worker.close()
     # The device's rate: the better of two measurements, so a busy moment does not lower it.
-    matmul_after = {dtype: _jax_impls.matmul_gflops(dtype) for dtype in dtypes}
+    matmul_after = {
+        dtype: _jax_impls.matmul_gflops(dtype, size=512 if args.quick else 2048) for dtype in dtypes
+    }
     matmul = {dtype: max(matmul_before[dtype], matmul_after[dtype]) for dtype in dtypes}
     for dtype, rate in matmul_after.items():
         print(f"matmul 2048^3 {dtype}, after the grid: {rate:,.1f} GFLOP/s", flush=True)

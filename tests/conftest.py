@@ -41,3 +41,27 @@ def pytest_collection_modifyitems(config, items):
         for item in items
         if not ("hoisted-projection" in item.nodeid and pattern.search(item.nodeid))
     ]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "gpu: needs a CUDA GPU (cuDNN); skipped elsewhere, failed under RNNJAX_REQUIRE_GPU=1",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _gpu_only(request):
+    """The one place a ``gpu``-marked test is skipped: where JAX has no CUDA GPU. A GPU is a
+    device, not an optional peer, so RNNJAX_REQUIRE_PEERS leaves this skip alone; on a
+    device run (benchmarks/device_check.sh) RNNJAX_REQUIRE_GPU=1 turns it into a failure."""
+    if request.node.get_closest_marker("gpu") is None:
+        return
+    from rnnjax._src.scan.cudnn import cuda_refusal
+
+    reason = cuda_refusal()
+    if reason is None:
+        return
+    if os.environ.get("RNNJAX_REQUIRE_GPU") == "1":
+        pytest.fail(f"RNNJAX_REQUIRE_GPU=1 but {reason}")
+    pytest.skip(f"needs a CUDA GPU: {reason}")

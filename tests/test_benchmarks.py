@@ -138,3 +138,24 @@ def test_the_settings_benchmark_prints_one_row_per_setting(kind, rows):
     assert len(table) == rows and table[0].startswith("| default |")
     assert table[0].split("|")[3].strip() == "1.00"
     assert all(len(line.split("|")) == 6 for line in table)
+
+
+def test_device_check_quick_runs_end_to_end_without_a_gpu(tmp_path):
+    """``benchmarks/device_check.sh --quick`` starts and finishes here: every stage exits 0,
+    the results land under ``$OUT/device_check``, and off a GPU no cuDNN row is timed."""
+    script = ROOT / "benchmarks" / "device_check.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(script), "--quick"], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    results = tmp_path / "device_check"
+    summary = (results / "summary.txt").read_text()
+    for stage in ("environment", "gpu_tests", "bench_quick"):
+        assert f"=== {stage}: exit 0" in summary, summary
+    report = json.loads((results / "quick" / "results.json").read_text())
+    impls = {row["impl"] for row in report["rows"]}
+    assert "rnnjax" in impls
+    if report["environment"]["backend"] == "cpu":
+        assert not impls & {"rnnjax-cudnn", "cudnn"}
+        assert any(note.startswith("rnnjax-cudnn lstm: skipped") for note in report["notes"])

@@ -173,3 +173,13 @@ def test_the_from_flax_guide_is_one_click_from_the_home_page_and_the_interop_gui
         html = (built_site / page).read_text()
         content = html[html.index('<article class="md-content__inner') :]
         assert re.search(rf'<a href="{re.escape(href)}(#[^"]*)?">', content), page
+
+
+def test_export_recipe_is_run_and_checks_the_server_never_imports_rnnjax():
+    """docs/guides/export.md runs above (test_guide_code_runs[export.md]): its server, a
+    fresh interpreter, asserts that neither rnnjax nor flax is in its ``sys.modules``."""
+    page = DOCS / "guides" / "export.md"
+    assert page in GUIDES
+    code = "".join(python_blocks(page))
+    assert '"rnnjax" not in sys.modules and "flax" not in sys.modules' in code
+    assert 'PLATFORMS = ("cpu", "cuda", "tpu")' in code and "served.returncode == 0" in code

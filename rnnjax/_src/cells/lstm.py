@@ -25,6 +25,7 @@ from rnnjax._src.cells.kit import (
     zeros_carry,
 )
 from rnnjax._src.core.contract import BatchShape, Cell, Params
+from rnnjax._src.core.kernels import mark_kernel
 from rnnjax._src.core.matmul import add_bias, apply_mask, matmul
 from rnnjax._src.core.validate import check_bool
 
@@ -97,9 +98,10 @@ def lstm(hidden_size: int, *, initializer: str = "keras", peephole: bool = False
         return LSTMState(h, c), h
 
     input_size = params_check(f"lstm({hidden_size})", LSTMParams, hidden_size, 4 * hidden_size)
-    return gated_cell(
+    cell = gated_cell(
         init, lstm_initial_carry, input_size, lstm_output, recurrent_matmul, jnp.add, gates
     )
+    return mark_kernel(cell, "lstm")  # what cuDNN's LSTM computes (rnnjax._src.scan.cudnn)
 
 
 def lstm_weights(
@@ -200,9 +202,10 @@ def peephole_lstm(hidden_size: int, initializer: str) -> Cell:
     input_size = params_check(
         name, PeepholeLSTMParams, hidden_size, width, peephole=(3 * hidden_size,)
     )
-    return gated_cell(
+    cell = gated_cell(
         init, lstm_initial_carry, input_size, lstm_output, recurrent_matmul, jnp.add, gates
     )
+    return mark_kernel(cell, "peephole_lstm")  # named, so a backend can say it has none
 
 
 def _normalize(z: Array, epsilon: float, gain: Array, bias: Array | None = None) -> Array:

@@ -26,6 +26,9 @@ from rnnjax._src.core.validate import (
     check_rate,
 )
 
+BACKENDS = ("auto", "xla", "cudnn")
+"""The values of the ``backend`` setting."""
+
 
 def check_unroll(where: str, unroll: Any) -> int | bool:
     """``lax.scan``'s ``unroll``: a positive int, or a bool (``True``: fully unrolled)."""
@@ -54,6 +57,11 @@ class Settings:
       dropout: Keras's input dropout rate, one mask per sequence fixed over time.
       recurrent_dropout: Keras's recurrent dropout rate, on ``h`` where it enters the
         recurrent matmul (needs the cell's ``projection`` capability).
+      backend: what runs the scan: ``"xla"`` (``lax.scan``, every device), ``"cudnn"``
+        (``jax.experimental.rnn.lstm``: a plain LSTM on an NVIDIA GPU, float32, no resets,
+        recurrent dropout, remat or compute dtype; asked for where it cannot serve, it
+        raises naming why), or ``"auto"`` (default), which today always means ``"xla"``:
+        it will choose cuDNN on a CUDA GPU once a device run has measured it faster.
     """
 
     unroll: int | bool = 1
@@ -63,6 +71,7 @@ class Settings:
     parallel: bool | Literal["newton"] | None = None
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
+    backend: Literal["auto", "xla", "cudnn"] = "auto"
 
     def checked(self, where: str) -> Any:
         """These settings, each checked (named errors under ``where``) and normalised."""
@@ -82,6 +91,7 @@ class Settings:
             parallel=_parallel(where, self.parallel),
             dropout=check_rate(where, "dropout", self.dropout),
             recurrent_dropout=check_rate(where, "recurrent_dropout", self.recurrent_dropout),
+            backend=check_choice(where, "backend", self.backend, BACKENDS),
             **self._checked_own(where),
         )
 
@@ -130,8 +140,9 @@ class ModuleSettings(Settings):
 
     Each is checked when a module is built (linen: when it is initialised or applied), by
     name, under the module's name. Beyond those below: ``unroll``, ``remat``,
-    ``segment_length``, ``hoist_projection``, ``parallel``, ``dropout`` and
-    ``recurrent_dropout``, as :func:`rnnjax.layer` takes them (``Settings`` in the source).
+    ``segment_length``, ``hoist_projection``, ``parallel``, ``dropout``,
+    ``recurrent_dropout`` and ``backend``, as :func:`rnnjax.layer` takes them (``Settings``
+    in the source).
 
     Attributes:
       return_sequences: return all outputs ``[*batch, time, H]`` rather than the last one.

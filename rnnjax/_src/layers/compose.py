@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from rnnjax._src.core.contract import Carry, Layer, Params
 from rnnjax._src.core.validate import check_rate
+from rnnjax._src.layers.cudnn_fused import PAIRS, fused_bidirectional, fused_stack, run_fused
 from rnnjax._src.layers.layer import keep_mask, require_key
 
 Array = jax.Array
@@ -100,6 +101,7 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
             )
         backward = forward.flip()
     backward_layer = backward
+    fused = fused_bidirectional(forward, backward_layer, merge)
 
     def init(key: Array, input_size: int) -> BidirectionalParams:
         forward_key, backward_key = jax.random.split(key)
@@ -117,6 +119,10 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
         deterministic: bool = True,
     ) -> tuple[tuple[Carry, Carry], Any]:
         carries = _per_layer(where, "a pair (forward, backward)", 2, initial_carry)
+        if fused is not None:  # cuDNN LSTMs, one each way, concatenated: cuDNN's directions
+            pair = [params], xs, [carries], seq_lengths, deterministic
+            finals, ys = run_fused(where, fused, *pair)
+            return finals[0], ys
         keys: Any = (None, None) if key is None else jax.random.split(key)
         common = dict(seq_lengths=seq_lengths, deterministic=deterministic)
         carry_f, ys_f = forward.apply(
@@ -127,6 +133,8 @@ def bidirectional(forward: Layer, backward: Layer | None = None, *, merge: str =
         )
         return (carry_f, carry_b), merge_outputs(merge, ys_f, ys_b)
 
+    if fused is not None:
+        PAIRS[apply] = fused  # so a stack of such pairs runs as one call too
     return Layer(init, apply)
 
 
@@ -249,6 +257,7 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
     where = "rnnjax.stack"
     _check_layers(where, layers)
     check_rate(where, "dropout", dropout)
+    fused = fused_stack(layers, dropout, residual)
     depth = len(layers)
 
     def init(key: Array, input_size: int) -> tuple[Params, ...]:
@@ -267,6 +276,9 @@ def stack(*layers: Layer, dropout: float = 0.0, residual: bool = False) -> Layer
         carries = _per_layer(
             where, f"a tuple with one carry per layer ({depth})", depth, initial_carry
         )
+        if fused is not None:  # cuDNN LSTM layers (or pairs) alike: cuDNN's own layers
+            finals, ys = run_fused(where, fused, params, xs, carries, seq_lengths, deterministic)
+            return tuple(finals), ys
         dropping = not deterministic and dropout > 0 and depth > 1
         if dropping:
             require_key(where, key)

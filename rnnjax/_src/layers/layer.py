@@ -15,6 +15,8 @@ made of layers (:func:`bidirectional`, :func:`stack`) in :mod:`rnnjax._src.layer
 from __future__ import annotations
 
 import dataclasses
+import weakref
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -31,9 +33,16 @@ from rnnjax._src.core.contract import Carry, Cell, Layer, Params
 from rnnjax._src.core.settings import LayerSettings
 from rnnjax._src.core.validate import check_bool, check_cell, check_int
 from rnnjax._src.scan.chunks import in_segments
+from rnnjax._src.scan.cudnn import check_backend_inputs
 from rnnjax._src.scan.driver import carry_dtype, check_capabilities, check_xs, run
 
 Array = jax.Array
+
+CUDNN_LAYERS: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Cell, LayerSettings]] = (
+    weakref.WeakKeyDictionary()
+)
+"""The ``apply`` of each layer built with ``backend="cudnn"``, with its cell and settings:
+what :func:`rnnjax.bidirectional` reads to run a pair as cuDNN's own two directions."""
 
 
 # --- Helpers -------------------------------------------------------------------------------
@@ -217,6 +226,7 @@ def _layer(cell: Cell, settings: LayerSettings) -> Layer:
     ) -> tuple[Carry, Array]:
         deterministic = check_bool(where, "deterministic", deterministic)
         check_layer_inputs(where, cell, params, xs, initial_carry, seq_lengths)
+        check_backend_inputs(where, settings, params, xs, initial_carry)
         return apply_layer(
             cell, settings, params, jnp.asarray(xs), seq_lengths=seq_lengths,
             initial_carry=initial_carry, key=key, deterministic=deterministic,
@@ -225,6 +235,8 @@ def _layer(cell: Cell, settings: LayerSettings) -> Layer:
     def flip() -> Layer:
         return _layer(cell, dataclasses.replace(settings, reverse=not settings.reverse))
 
+    if settings.backend == "cudnn":
+        CUDNN_LAYERS[apply] = (cell, settings)
     return Layer(init, apply, flip)
 
 
@@ -243,6 +255,7 @@ def layer(
     compute_dtype: DTypeLike | None = None,
     hoist_projection: bool | None = None,
     parallel: bool | None = None,
+    backend: Literal["auto", "xla", "cudnn"] = "auto",
 ) -> Layer:
     """A cell run over a sequence by :func:`rnnjax.rnn`: Keras's ``LSTM``, ``GRU``, ``SimpleRNN``.
 
@@ -287,6 +300,9 @@ def layer(
         (default: the backend's measured choice).
       parallel: passed to :func:`rnnjax.rnn`: ``False`` steps a ``linear_scan`` cell
         (minGRU, minLSTM) one token at a time instead of over all steps at once.
+      backend: passed to :func:`rnnjax.rnn`: ``"cudnn"`` runs a plain LSTM through cuDNN
+        on an NVIDIA GPU (input ``dropout`` included; ``recurrent_dropout``,
+        ``compute_dtype`` and ``remat`` are refused by name); ``"auto"`` means ``"xla"``.
 
     Returns:
       A :class:`Layer` whose params are the cell's params. ``apply`` returns
@@ -312,7 +328,7 @@ def layer(
     settings = LayerSettings(
         reverse=reverse, dropout=dropout, recurrent_dropout=recurrent_dropout, unroll=unroll,
         remat=remat, segment_length=segment_length, compute_dtype=compute_dtype,
-        hoist_projection=hoist_projection, parallel=parallel,
+        hoist_projection=hoist_projection, parallel=parallel, backend=backend,
     ).checked(where)  # fmt: skip
     cell = check_cell(where, cell)
     check_capabilities(where, cell, settings)

@@ -30,7 +30,8 @@ from rnnjax._src.layers.compose import (
     merge_outputs,
 )
 from rnnjax._src.layers.compose import stack as make_stack
-from rnnjax._src.layers.layer import apply_layer
+from rnnjax._src.layers.layer import CUDNN_LAYERS, apply_layer
+from rnnjax._src.scan.cudnn import check_backend_inputs
 from rnnjax._src.scan.driver import check_capabilities, check_xs
 
 Array = jax.Array
@@ -107,6 +108,9 @@ class Recurrent:
         def apply(params: Params, xs: Array, **kwargs: Any) -> tuple[Carry, Array]:
             return apply_layer(cell, settings, params, xs, **kwargs)
 
+        if settings.backend == "cudnn":  # stacks and pairs of these run as one cuDNN call
+            CUDNN_LAYERS[apply] = (cell, settings)
+
         def flip() -> Layer:
             return self.flipped().layer()
 
@@ -133,6 +137,8 @@ class Recurrent:
     def check_call(self, params: Params, xs: Any, seq_lengths: Any, deterministic: Any) -> bool:
         """A call's checks, under the module's name; returns ``deterministic``."""
         time, batch = check_xs(self.cell, self.bottom(params), xs, False, self.where)
+        settings = self.settings.layer_settings()
+        check_backend_inputs(self.where, settings, params, xs, initial_carry=None)
         if seq_lengths is not None:
             check_seq_lengths(seq_lengths, batch, time, self.where)
         return check_bool(self.where, "deterministic", deterministic)

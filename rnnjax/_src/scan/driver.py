@@ -25,6 +25,7 @@ from rnnjax._src.linear.recurrence import (
     split_complex,
 )
 from rnnjax._src.newton.entry import check_newton, default_newton, newton_scan, newton_settings
+from rnnjax._src.scan.cudnn import check_backend, check_backend_inputs, cudnn_scan, uses_cudnn
 from rnnjax._src.scan.fused import fused_scan
 from rnnjax._src.scan.updates import advance, reset, select
 
@@ -89,7 +90,9 @@ def default_hoist() -> bool:
 
 
 def check_capabilities(where: str, cell: Cell, settings: LayerSettings) -> None:
-    """Settings that need a capability the cell lacks, or that its path would ignore."""
+    """Settings that need a capability the cell lacks, or that its path would ignore; and
+    ``backend="cudnn"`` where cuDNN cannot serve the cell, the settings or this machine."""
+    check_backend(where, cell, settings)
     if settings.hoist_projection and cell.projection is None:
         raise ValueError(
             f"{where}: hoist_projection=True needs a cell with the `projection` capability;"
@@ -131,6 +134,7 @@ def rnn(
     remat: bool = False,
     hoist_projection: bool | None = None,
     parallel: bool | Literal["newton"] | None = None,
+    backend: Literal["auto", "xla", "cudnn"] = "auto",
 ) -> tuple[Carry, Array]:
     """Runs ``cell`` over the time axis of ``xs``: one ``lax.scan``, any JAX transformation.
 
@@ -176,6 +180,12 @@ def rnn(
         (:func:`rnnjax.newton_rnn` gives the options, quasi-Newton for dense cells and the
         iteration count). ``None`` chooses Newton for such cells on accelerators from 2048
         steps on, the sequential scan on CPU (measured faster there).
+      backend: ``"xla"`` runs ``lax.scan`` (every device); ``"cudnn"`` runs a plain
+        :func:`rnnjax.lstm` through cuDNN's LSTM on an NVIDIA GPU (float32; not with
+        ``resets``, ``remat``, ``unroll`` or ``hoist_projection``; gradients by cuDNN's own
+        backward pass, no forward mode), and raises a ``ValueError`` naming the reason where
+        it cannot serve; ``"auto"`` (default) is ``"xla"`` until a device run measures cuDNN
+        faster.
 
     Returns:
       ``(final_carry, ys)``: the carry after the last valid step of each sequence (the
@@ -186,7 +196,9 @@ def rnn(
     Raises:
       ValueError, TypeError: at trace time, naming the argument and the expected and actual
         shapes, for params that are not the cell's, a wrong rank, feature size, carry,
-        ``seq_lengths`` or ``resets``; and for a capability the cell lacks.
+        ``seq_lengths`` or ``resets``; for a capability the cell lacks; and for
+        ``backend="cudnn"`` where cuDNN cannot serve (another cell, a setting it lacks, a
+        dtype other than float32, no CUDA GPU).
 
     Differentiation:
       A cell with the ``gate_split`` capability (``simple_rnn``, ``lstm``,
@@ -214,7 +226,7 @@ def rnn(
     where = "rnnjax.rnn"
     settings = LayerSettings(
         reverse=reverse, unroll=unroll, remat=remat, hoist_projection=hoist_projection,
-        parallel=parallel,
+        parallel=parallel, backend=backend,
     ).checked(where)  # fmt: skip
     if settings.remat == "segments":
         raise ValueError(
@@ -223,6 +235,7 @@ def rnn(
     time_major = check_bool(where, "time_major", time_major)
     check_capabilities(where, check_cell(where, cell), settings)
     check_xs(cell, params, xs, time_major)
+    check_backend_inputs(where, settings, params, xs, initial_carry, resets)
     return run(
         cell, params, jnp.asarray(xs), settings, time_major=time_major,
         initial_carry=initial_carry, seq_lengths=seq_lengths, resets=resets,
@@ -250,7 +263,10 @@ def run(
     if cell.linear_scan is not None and cell.linear_scan.start is not None:
         flags = _document_starts(flags, valid, inputs.shape[:-1], initial_carry is None, reverse)
     initial_carry = carry
-    if parallel == "newton" or (parallel is None and default_newton(cell, time, remat)):
+    if uses_cudnn(cell, settings):
+        lengths = None if seq_lengths is None else jnp.asarray(seq_lengths)
+        final_carry, ys = cudnn_scan(params, inputs, initial_carry, lengths, reverse)
+    elif parallel == "newton" or (parallel is None and default_newton(cell, time, remat)):
         newton = newton_settings(cell, initial_carry, remat, unroll)
         final_carry, ys, _ = newton_scan(
             cell, newton, params, initial_carry, inputs, valid, flags, fresh, reverse
