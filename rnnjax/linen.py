@@ -40,12 +40,9 @@ sit under the ``RNN``'s ``"cell"``).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 
 from rnnjax._src.core.contract import Params
 from rnnjax._src.layers.compose import BidirectionalParams
@@ -127,7 +124,6 @@ class SimpleRNN(KindRNN):
     """
 
     kind: ClassVar[str] = "simple_rnn"
-    activation: Callable[[Array], Array] = jnp.tanh
 
 
 class LSTM(KindRNN):
@@ -151,7 +147,6 @@ class LSTM(KindRNN):
     """
 
     kind: ClassVar[str] = "lstm"
-    peephole: bool = False
 
 
 class GRU(KindRNN):
@@ -171,7 +166,6 @@ class GRU(KindRNN):
     """
 
     kind: ClassVar[str] = "gru"
-    reset_after: bool = True
 
 
 class LayerNormLSTM(KindRNN):
@@ -179,7 +173,6 @@ class LayerNormLSTM(KindRNN):
     :class:`LSTM`, plus the cell's ``epsilon``."""
 
     kind: ClassVar[str] = "layer_norm_lstm"
-    epsilon: float = 1e-5
 
 
 class IndRNN(KindRNN):
@@ -188,7 +181,6 @@ class IndRNN(KindRNN):
     ``activation``."""
 
     kind: ClassVar[str] = "indrnn"
-    activation: Callable[[Array], Array] = jax.nn.relu
 
 
 class ParaGRU(KindRNN):
@@ -211,9 +203,6 @@ class LRU(KindRNN):
     ``r_max``, ``max_phase``."""
 
     kind: ClassVar[str] = "lru"
-    r_min: float = 0.0
-    r_max: float = 1.0
-    max_phase: float = 2 * math.pi
 
 
 class RGLRU(KindRNN):
@@ -269,7 +258,6 @@ class SimpleRNNCell(KindStep):
     """
 
     kind: ClassVar[str] = "simple_rnn"
-    activation: Callable[[Array], Array] = jnp.tanh
 
 
 class LSTMCell(KindStep):
@@ -321,7 +309,6 @@ class LSTMCell(KindStep):
     """
 
     kind: ClassVar[str] = "lstm"
-    peephole: bool = False
 
 
 class GRUCell(KindStep):
@@ -344,14 +331,12 @@ class GRUCell(KindStep):
     """
 
     kind: ClassVar[str] = "gru"
-    reset_after: bool = True
 
 
 class LayerNormLSTMCell(KindStep):
     """One step of :class:`LayerNormLSTM`; as :class:`LSTMCell`, plus ``epsilon``."""
 
     kind: ClassVar[str] = "layer_norm_lstm"
-    epsilon: float = 1e-5
 
 
 class MinGRUCell(KindStep):
@@ -393,7 +378,6 @@ class IndRNNCell(KindStep):
     """One step of :class:`IndRNN`; as :class:`LSTMCell`; plus the cell's own ``activation``."""
 
     kind: ClassVar[str] = "indrnn"
-    activation: Callable[[Array], Array] = jax.nn.relu
 
 
 class ParaGRUCell(KindStep):
@@ -413,9 +397,6 @@ class LRUCell(KindStep):
     ``max_phase``."""
 
     kind: ClassVar[str] = "lru"
-    r_min: float = 0.0
-    r_max: float = 1.0
-    max_phase: float = 2 * math.pi
 
 
 class RGLRUCell(KindStep):

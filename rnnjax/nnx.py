@@ -46,19 +46,12 @@ them too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
-
-import jax
-import jax.numpy as jnp
-from flax import nnx
+from typing import ClassVar
 
 from rnnjax._src.modules.nnx import RNN as RNN
 from rnnjax._src.modules.nnx import Bidirectional as Bidirectional
 from rnnjax._src.modules.nnx import KindRNN, KindStep
 from rnnjax._src.modules.nnx import Step as Step
-
-Array = jax.Array
 
 __all__ = (
     "GRU",
@@ -112,17 +105,6 @@ class SimpleRNN(KindRNN):
 
     kind: ClassVar[str] = "simple_rnn"
 
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        activation: Callable[[Array], Array] = jnp.tanh,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, activation=activation, rngs=rngs, **settings)
-
 
 class LSTM(KindRNN):
     """Keras's ``LSTM``: :class:`RNN` over ``rnnjax.lstm(features)`` (gates i, f, g, o;
@@ -170,17 +152,6 @@ class GRU(KindRNN):
     """
 
     kind: ClassVar[str] = "gru"
-
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        reset_after: bool = True,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
 
 
 class LayerNormLSTM(KindRNN):
@@ -275,17 +246,6 @@ class SimpleRNNCell(KindStep):
 
     kind: ClassVar[str] = "simple_rnn"
 
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        activation: Callable[[Array], Array] = jnp.tanh,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, activation=activation, rngs=rngs, **settings)
-
 
 class LSTMCell(KindStep):
     """One step of :class:`LSTM`: a Flax NNX cell, carry :class:`~rnnjax.LSTMState` ``(h, c)``.
@@ -356,17 +316,6 @@ class GRUCell(KindStep):
     """
 
     kind: ClassVar[str] = "gru"
-
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        reset_after: bool = True,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
 
 
 class LayerNormLSTMCell(KindStep):

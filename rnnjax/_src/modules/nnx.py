@@ -14,9 +14,17 @@ from flax import nnx
 from jax.typing import DTypeLike
 
 from rnnjax._src.core.contract import Carry, Cell, Params
+from rnnjax._src.core.removed import refuses_removed
+from rnnjax._src.core.settings import ModuleSettings
 from rnnjax._src.core.validate import check_bool, check_int
 from rnnjax._src.layers.compose import BidirectionalParams, check_merge
-from rnnjax._src.modules.common import Recurrent, bidirectional_call, kind_cell
+from rnnjax._src.modules.common import (
+    Recurrent,
+    bidirectional_call,
+    check_bidirectional_carry,
+    kind_cell,
+    kind_signature,
+)
 
 Array = jax.Array
 KeySource = nnx.Rngs | nnx.RngStream | Array | None
@@ -36,6 +44,15 @@ def _draw_key(where: str, rngs: KeySource) -> Array:
     raise ValueError(
         f"{where}: dropout is on (deterministic=False) but the module has no rngs; pass"
         " rngs=nnx.Rngs(...) at construction or rngs= to the call, or call .eval()"
+    )
+
+
+def _check_call_rngs(where: str, rngs: Any) -> KeySource:
+    if rngs is None or isinstance(rngs, (nnx.Rngs, nnx.RngStream, jax.Array)):
+        return rngs
+    raise TypeError(
+        f"{where}: rngs (of the call) must be an nnx.Rngs, an nnx.RngStream or a key"
+        f" (jax.random.key(0)); got {rngs!r} of type {type(rngs).__name__}"
     )
 
 
@@ -97,7 +114,9 @@ class RNN(_HoldsParams):
       in_features: input size.
       rngs: ``params`` and ``dropout`` streams (``nnx.Rngs(0)`` serves both).
       deterministic: the initial mode; ``False`` is training (dropout on).
-      **settings: the settings of :class:`rnnjax.ModuleSettings`, each by keyword:
+      settings: all the settings at once, as a :class:`rnnjax.ModuleSettings` (then none
+        by name), e.g. one shared by several modules.
+      **by_name: the settings of :class:`rnnjax.ModuleSettings`, each by keyword:
         ``return_sequences``, ``return_state``, ``go_backwards``, ``dropout``,
         ``recurrent_dropout`` (for a cell with the ``projection`` capability),
         ``num_layers``, ``stack_dropout``, ``unroll``, ``remat``, ``segment_length``,
@@ -119,6 +138,7 @@ class RNN(_HoldsParams):
       True
     """
 
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         cell: Cell,
@@ -126,10 +146,11 @@ class RNN(_HoldsParams):
         *,
         rngs: nnx.Rngs,
         deterministic: bool = False,
-        **settings: Any,
+        settings: ModuleSettings | None = None,
+        **by_name: Any,
     ) -> None:
         where = f"rnnjax.nnx.{type(self).__name__}"
-        self._hold(Recurrent.make(where, cell, settings), in_features, rngs)
+        self._hold(Recurrent.make(where, cell, by_name, settings), in_features, rngs)
         self.deterministic = check_bool(where, "deterministic", deterministic)
         uses_key = self.recurrent.settings.uses_dropout
         self.rngs = rngs.dropout.fork() if uses_key else nnx.data(None)
@@ -158,8 +179,9 @@ class RNN(_HoldsParams):
           ``[*batch, time, features]``; with ``return_state`` the pair ``(outputs, state)``.
         """
         recurrent = self.recurrent
+        rngs = _check_call_rngs(recurrent.where, rngs)
         mode = self.deterministic if deterministic is None else deterministic
-        mode = recurrent.check_call(self.params, xs, seq_lengths, mode)
+        mode = recurrent.check_call(self.params, xs, seq_lengths, mode, initial_carry)
         key = None
         if recurrent.settings.draws_masks(mode):
             key = _draw_key(recurrent.where, rngs if rngs is not None else self.rngs)
@@ -174,10 +196,17 @@ class RNN(_HoldsParams):
 
 
 class KindRNN(RNN):
-    """A module whose cell is built from a kind of the registry: ``kind(features, ...)``."""
+    """A module whose cell is built from a kind of the registry: ``kind(features, ...)``;
+    the kind's own settings (``reset_after``, ``r_min``, ...) are keyword arguments, with
+    the defaults of its factory."""
 
     kind: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        setattr(cls, "__signature__", kind_signature(KindRNN.__init__, cls.kind))
+
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         in_features: int,
@@ -186,11 +215,14 @@ class KindRNN(RNN):
         initializer: str | None = None,
         rngs: nnx.Rngs,
         deterministic: bool = False,
-        **settings: Any,
+        settings: ModuleSettings | None = None,
+        **by_name: Any,
     ) -> None:
         where = f"rnnjax.nnx.{type(self).__name__}"
-        cell, rest = kind_cell(where, self.kind, features, initializer, settings)
-        super().__init__(cell, in_features, rngs=rngs, deterministic=deterministic, **rest)
+        cell, rest = kind_cell(where, self.kind, features, initializer, by_name)
+        super().__init__(
+            cell, in_features, rngs=rngs, deterministic=deterministic, settings=settings, **rest
+        )
 
 
 class Bidirectional(nnx.Module):
@@ -219,6 +251,7 @@ class Bidirectional(nnx.Module):
       (2, 16)
     """
 
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         layer: RNN,
@@ -267,12 +300,16 @@ class Bidirectional(nnx.Module):
     ) -> Any:
         """Runs both directions over ``xs [*batch, time, in_features]``; arguments and
         returns as :meth:`RNN.__call__`, with carries as ``(forward, backward)`` pairs."""
-        forward = self.forward.recurrent
+        where, forward = "rnnjax.nnx.Bidirectional", self.forward.recurrent
+        rngs = _check_call_rngs(where, rngs)
         mode = self.deterministic if deterministic is None else deterministic
         mode = forward.check_call(self.forward.params, xs, seq_lengths, mode)
+        if initial_carry is not None:
+            pair = (forward, self.backward.recurrent)
+            check_bidirectional_carry(where, pair, self.params, xs, initial_carry)
         key = None
         if forward.settings.draws_masks(mode):
-            key = _draw_key("rnnjax.nnx.Bidirectional", rngs if rngs is not None else self.rngs)
+            key = _draw_key(where, rngs if rngs is not None else self.rngs)
         return bidirectional_call(
             forward,
             self.backward.recurrent,
@@ -313,6 +350,7 @@ class Step(_HoldsParams, nnx.RNNCellBase):
       (2, 5, 8)
     """
 
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         cell: Cell,
@@ -361,10 +399,16 @@ class Step(_HoldsParams, nnx.RNNCellBase):
 
 
 class KindStep(Step):
-    """A step module whose cell is built from a kind of the registry."""
+    """A step module whose cell is built from a kind of the registry (its own settings as
+    :class:`KindRNN`'s)."""
 
     kind: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        setattr(cls, "__signature__", kind_signature(KindStep.__init__, cls.kind))
+
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         in_features: int,

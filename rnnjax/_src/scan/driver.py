@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from rnnjax._src.core.checks import check_carry, check_seq_lengths, input_size_of, shape_error
 from rnnjax._src.core.contract import Carry, Cell, Params
+from rnnjax._src.core.removed import refuses_removed
 from rnnjax._src.core.settings import LayerSettings
 from rnnjax._src.core.validate import check_bool, check_cell
 from rnnjax._src.linear.recurrence import (
@@ -117,6 +118,7 @@ def _choose_step(cell: Cell, hoist_projection: bool | None) -> bool:
     return bool(hoist_projection)
 
 
+@refuses_removed("rnnjax.rnn")
 def rnn(
     cell: Cell,
     params: Params,
