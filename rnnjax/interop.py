@@ -1,4 +1,5 @@
-"""Exact weight conversion to and from PyTorch and Keras 3 recurrent layers and Flax cells.
+"""Exact weight conversion to and from PyTorch and Keras 3 recurrent layers and Flax cells,
+and from recurrentgemma's RG-LRU.
 
 torch and keras are optional (``pip install "rnnjax[interop]"``): each is imported only
 inside the functions that need it, as flax is.
@@ -10,5 +11,16 @@ from rnnjax._src.interop.keras import from_keras as from_keras
 from rnnjax._src.interop.keras import to_keras as to_keras
 from rnnjax._src.interop.pytorch import from_torch as from_torch
 from rnnjax._src.interop.pytorch import to_torch as to_torch
+from rnnjax._src.interop.recurrentgemma import (
+    rg_lru_params_from_recurrentgemma as rg_lru_params_from_recurrentgemma,
+)
 
-__all__ = ("from_flax", "from_keras", "from_torch", "to_flax", "to_keras", "to_torch")
+__all__ = (
+    "from_flax",
+    "from_keras",
+    "from_torch",
+    "rg_lru_params_from_recurrentgemma",
+    "to_flax",
+    "to_keras",
+    "to_torch",
+)

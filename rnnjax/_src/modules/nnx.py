@@ -204,7 +204,7 @@ class KindRNN(RNN):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        setattr(cls, "__signature__", kind_signature(KindRNN.__init__, cls.kind))
+        cls.__signature__ = kind_signature(KindRNN.__init__, cls.kind)  # type: ignore[attr-defined]
 
     @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
@@ -406,7 +406,7 @@ class KindStep(Step):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        setattr(cls, "__signature__", kind_signature(KindStep.__init__, cls.kind))
+        cls.__signature__ = kind_signature(KindStep.__init__, cls.kind)  # type: ignore[attr-defined]
 
     @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
