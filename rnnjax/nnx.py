@@ -7,7 +7,10 @@ calls :func:`rnnjax.layer`'s numerics (:func:`rnnjax.stack` for ``num_layers > 1
 :func:`rnnjax.bidirectional`) on them, so its output equals the functional call on
 ``module.params``, bit for bit. ``rnnjax.nnx.RNN(cell, in_features, rngs=...)`` takes any
 :class:`~rnnjax.Cell` (built-in, custom, ``rnnjax.attention(...)``), as Flax's ``nnx.RNN``
-takes any cell; the named modules are that with ``cell = rnnjax.lstm(features, ...)``.
+takes any cell; the named modules are that with ``cell = rnnjax.lstm(features, ...)``, and
+take their kind's own settings (``reset_after``, ``r_min``, ...) by keyword, with the
+defaults of its factory (read from the registry). The settings may come by name or all at
+once as ``settings=rnnjax.ModuleSettings(...)``.
 
 What a call returns is what Keras returns:
 
@@ -34,9 +37,22 @@ of the ``rngs`` given at construction (or from ``rngs=`` of the call: an
 Functional and converted params load with :meth:`load_params`, e.g. the params of
 ``rnnjax.interop.from_torch`` or ``from_keras``.
 
-Step modules, for decoding one token at a time: :class:`Step` over any cell, and
-:class:`SimpleRNNCell`, :class:`LSTMCell`, :class:`GRUCell`, :class:`MinGRUCell`,
-:class:`MinLSTMCell`, each ``cell(carry, x_t) -> (carry, y_t)`` with
+The named modules, a pair per kind of the registry (sequence module, step module):
+
+* :class:`SimpleRNN`, :class:`SimpleRNNCell`: :func:`rnnjax.simple_rnn`
+* :class:`LSTM`, :class:`LSTMCell`: :func:`rnnjax.lstm`
+* :class:`GRU`, :class:`GRUCell`: :func:`rnnjax.gru`
+* :class:`LayerNormLSTM`, :class:`LayerNormLSTMCell`: :func:`rnnjax.layer_norm_lstm`
+* :class:`IndRNN`, :class:`IndRNNCell`: :func:`rnnjax.indrnn`
+* :class:`ParaGRU`, :class:`ParaGRUCell`: :func:`rnnjax.para_gru`
+* :class:`ParaLSTM`, :class:`ParaLSTMCell`: :func:`rnnjax.para_lstm`
+* :class:`MinGRU`, :class:`MinGRUCell`: :func:`rnnjax.min_gru`
+* :class:`MinLSTM`, :class:`MinLSTMCell`: :func:`rnnjax.min_lstm`
+* :class:`LRU`, :class:`LRUCell`: :func:`rnnjax.lru`
+* :class:`RGLRU`, :class:`RGLRUCell`: :func:`rnnjax.rg_lru`
+
+Step modules, for decoding one token at a time: :class:`Step` over any cell, and the
+named step modules (``LSTMCell``, ...), each ``cell(carry, x_t) -> (carry, y_t)`` with
 ``initialize_carry(input_shape)``. They hold the same params as the
 sequence modules (``load_params`` takes either's) and run the cell's own ``step``, so a jitted
 or scanned step equals the sequence module's output at that step, bit for bit on CPU. They

@@ -35,6 +35,8 @@ def test_the_suite_collects_and_peer_tests_skip_by_name_without_torch_or_keras(t
 
 
 def test_a_missing_peer_fails_under_require_peers(tmp_path):
-    run = _pytest_without_peers(tmp_path, KERAS_TEST, require=True)
+    run = _pytest_without_peers(tmp_path, "--tb=short", KERAS_TEST, require=True)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "1 failed" in run.stdout and "keras" in run.stdout
+    # the fixture that imports Keras raises: an error in the test's setup, never a skip
+    assert "1 error" in run.stdout and "import of keras halted" in run.stdout
+    assert "skipped" not in run.stdout

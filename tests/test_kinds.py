@@ -132,3 +132,13 @@ def test_a_bad_rngs_on_an_nnx_call_is_named():
     pair = rnnjax.nnx.Bidirectional(lstm, rngs=nnx.Rngs(1))
     with pytest.raises(TypeError, match=r"^rnnjax.nnx.Bidirectional: rngs \(of the call\)"):
         pair(XS, rngs="key")
+
+
+@pytest.mark.parametrize("module", [rnnjax.nnx, rnnjax.linen], ids=lambda m: m.__name__)
+def test_the_module_docstrings_list_every_kind(module):
+    for kind in CELL_KINDS.values():
+        name = kind.module_name
+        assert f":class:`{name}`, :class:`{name}Cell`: :func:`rnnjax.{kind.make.__name__}`" in (
+            module.__doc__
+        )
+        assert name in module.__all__ and f"{name}Cell" in module.__all__

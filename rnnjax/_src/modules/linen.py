@@ -162,15 +162,17 @@ class _Sequence(SettingsFields):
 class RNN(_Sequence):
     """Any :class:`~rnnjax.Cell` over a sequence, as a linen module: Keras's recurrent layer.
 
+    The settings of :class:`rnnjax.ModuleSettings` are keyword-only attributes of the same
+    names: ``return_sequences``, ``return_state``, ``go_backwards``, ``dropout``,
+    ``recurrent_dropout``, ``num_layers``, ``stack_dropout``, ``unroll``, ``remat``,
+    ``segment_length``, ``hoist_projection``, ``parallel``, ``dtype``, ``param_dtype``.
+
     Attributes:
-      cell: an :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
+      cell: a :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
         for params and carry), ``rnnjax.attention(...)``, a ``with_compute_dtype`` cell.
-      return_sequences, return_state, go_backwards, dropout, recurrent_dropout, num_layers,
-        stack_dropout, unroll, remat, segment_length, hoist_projection, parallel, dtype,
-        param_dtype: keyword-only, the settings of :class:`rnnjax.ModuleSettings`.
       deterministic: ``False`` turns dropout on (or pass it to the call).
       settings: all the settings at once, as a :class:`rnnjax.ModuleSettings` (then none of
-        the attributes above set).
+        the setting attributes is set by name).
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.linen
@@ -245,8 +247,21 @@ class Bidirectional(nn.Module):
         initial_carry: tuple[Carry, Carry] | None = None,
         deterministic: bool | None = None,
     ) -> Any:
-        """Runs both directions over ``xs [*batch, time, features_in]``; arguments and
-        returns as :meth:`RNN.__call__`, with carries as ``(forward, backward)`` pairs."""
+        """Runs both directions over ``xs [*batch, time, features_in]``.
+
+        Args:
+          xs: ``[*batch, time, features_in]``, floating (its width sets the params at init).
+          seq_lengths: integer ``[*batch]``; steps at and past a length are padding.
+          initial_carry: a ``(forward, backward)`` pair of carries (each one per layer when
+            the wrapped layer is stacked).
+          deterministic: ``False`` turns dropout on (exactly one of this and the wrapped
+            layer's attribute, when some dropout rate is positive).
+
+        Returns:
+          The merged last outputs ``[*batch, 2 * features]`` (``"concat"``), or with
+          ``return_sequences`` the merged outputs ``[*batch, time, ...]``; with
+          ``return_state`` the pair ``(outputs, (forward carry, backward carry))``.
+        """
         where = "rnnjax.linen.Bidirectional"
         check_merge(where, self.merge)
         if not isinstance(self.layer, _Sequence):
@@ -297,7 +312,17 @@ class _StepBase(nn.RNNCellBase):
 
     @nn.compact
     def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
-        """One time step: ``x_t [*batch, features_in]`` to ``(carry, y_t [*batch, features])``."""
+        """One time step: ``x_t [*batch, features_in]`` to ``(carry, y_t [*batch, features])``.
+
+        Args:
+          carry: the carry before the step, as :meth:`initialize_carry` makes it (an
+            :class:`~rnnjax.LSTMState` ``(h, c)`` for the LSTM, ``h [*batch, features]``
+            for most cells).
+          x_t: ``[*batch, features_in]``, floating (its width sets the params at init).
+
+        Returns:
+          ``(carry, y_t)``: the carry after the step and the output ``[*batch, features]``.
+        """
         recurrent = self.recurrent()
         if not hasattr(x_t, "shape") or jnp.ndim(x_t) < 1:
             raise ValueError(
@@ -330,7 +355,7 @@ class Step(_StepBase):
     (its params then sit one level down, under the ``RNN``'s own ``"cell"``).
 
     Attributes:
-      cell: an :class:`~rnnjax.Cell`.
+      cell: a :class:`~rnnjax.Cell`.
       dtype: computation dtype (``None``: ``param_dtype``).
       param_dtype: dtype of the params.
 

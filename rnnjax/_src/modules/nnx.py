@@ -109,7 +109,7 @@ class RNN(_HoldsParams):
     """Any :class:`~rnnjax.Cell` over a sequence, as an NNX module: Keras's recurrent layer.
 
     Args:
-      cell: an :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
+      cell: a :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
         for params and carry), ``rnnjax.attention(...)``, a ``with_compute_dtype`` cell.
       in_features: input size.
       rngs: ``params`` and ``dropout`` streams (``nnx.Rngs(0)`` serves both).
@@ -298,8 +298,22 @@ class Bidirectional(nnx.Module):
         deterministic: bool | None = None,
         rngs: KeySource = None,
     ) -> Any:
-        """Runs both directions over ``xs [*batch, time, in_features]``; arguments and
-        returns as :meth:`RNN.__call__`, with carries as ``(forward, backward)`` pairs."""
+        """Runs both directions over ``xs [*batch, time, in_features]``.
+
+        Args:
+          xs: ``[*batch, time, in_features]``, floating.
+          seq_lengths: integer ``[*batch]``; steps at and past a length are padding.
+          initial_carry: a ``(forward, backward)`` pair of carries (each one per layer when
+            the wrapped layer is stacked).
+          deterministic: overrides the module's mode for this call (``True``: no dropout).
+          rngs: where dropout masks come from for this call (an ``nnx.Rngs``, a stream or a
+            key); default the module's own ``dropout`` stream.
+
+        Returns:
+          The merged last outputs ``[*batch, 2 * features]`` (``"concat"``), or with
+          ``return_sequences`` the merged outputs ``[*batch, time, ...]``; with
+          ``return_state`` the pair ``(outputs, (forward carry, backward carry))``.
+        """
         where, forward = "rnnjax.nnx.Bidirectional", self.forward.recurrent
         rngs = _check_call_rngs(where, rngs)
         mode = self.deterministic if deterministic is None else deterministic
@@ -336,7 +350,7 @@ class Step(_HoldsParams, nnx.RNNCellBase):
     :class:`flax.nnx.RNN` runs it over a sequence.
 
     Args:
-      cell: an :class:`~rnnjax.Cell`.
+      cell: a :class:`~rnnjax.Cell`.
       in_features: input size.
       rngs: the ``params`` stream.
       dtype: computation dtype (``None``: ``param_dtype``).
@@ -365,7 +379,17 @@ class Step(_HoldsParams, nnx.RNNCellBase):
         self._hold(Recurrent.make(where, cell, settings), in_features, rngs)
 
     def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
-        """One time step: ``x_t [*batch, in_features]`` to ``(carry, y_t [*batch, features])``."""
+        """One time step: ``x_t [*batch, in_features]`` to ``(carry, y_t [*batch, features])``.
+
+        Args:
+          carry: the carry before the step, as :meth:`initialize_carry` makes it (an
+            :class:`~rnnjax.LSTMState` ``(h, c)`` for the LSTM, ``h [*batch, features]``
+            for most cells).
+          x_t: ``[*batch, in_features]``, floating.
+
+        Returns:
+          ``(carry, y_t)``: the carry after the step and the output ``[*batch, features]``.
+        """
         return self.recurrent.step(self.params, carry, x_t)
 
     def initialize_carry(

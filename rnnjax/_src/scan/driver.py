@@ -188,8 +188,9 @@ def rnn(
         ``seq_lengths`` or ``resets``; and for a capability the cell lacks.
 
     Differentiation:
-      A cell with the ``gate_split`` capability (``simple_rnn``, ``lstm``,
-      ``gru(reset_after=True)``) runs under a ``jax.custom_jvp`` whose tangent rule computes
+      A cell with the ``gate_split`` capability (``cell.gate_split is not None``: most
+      built-in kinds with a recurrent matmul or a diagonal recurrence, and a cell of your own
+      that declares it) runs under a ``jax.custom_jvp`` whose tangent rule computes
       the weights' and inputs' tangents as large matmuls over all steps and scans only the
       state's tangent. JAX transposes it into a hand-scheduled backward pass (a reverse scan
       of the state's cotangent, then the weight gradients as three large matmuls), faster
