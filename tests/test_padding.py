@@ -40,7 +40,7 @@ def padding_cases(draw):
 
 
 @given(padding_cases())
-def test_pad_sequences_matches_keras(case, keras):
+def test_pad_sequences_matches_keras(keras, case):
     sequences, kwargs = case
     if all(len(s) == 0 for s in sequences) and kwargs["maxlen"] is None:
         kwargs["maxlen"] = 3  # Keras reduces an all-zero maxlen with np.max and fails
