@@ -74,7 +74,16 @@ def settings_set_by_name(module: nn.Module) -> dict[str, Any]:
     values = {f.name: getattr(module, f.name) for f in fields}
     if module.settings is None:
         return values
-    return {f.name: values[f.name] for f in fields if values[f.name] is not f.default}
+    return {f.name: values[f.name] for f in fields if not _is_default(values[f.name], f.default)}
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if value is default:
+        return True
+    try:  # 0.0 written again is another object, but the default all the same
+        return type(value) is type(default) and bool(value == default)
+    except (TypeError, ValueError):  # an array, say: not the default
+        return False
 
 
 def refuse_removed_arguments(cls: type) -> None:
