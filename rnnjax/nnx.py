@@ -109,7 +109,10 @@ class SimpleRNN(KindRNN):
       features: hidden size ``H``.
       activation: default ``jnp.tanh``.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` (docs/guides/cells.md).
-      rngs, deterministic, **settings: as :class:`RNN`.
+      rngs: the ``params`` and ``dropout`` streams, as :class:`RNN`.
+      deterministic: the initial mode, as :class:`RNN`.
+      settings: all the module settings as one :class:`rnnjax.ModuleSettings`, or
+      **by_name: each by name, as :class:`RNN` takes them.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx
@@ -131,7 +134,10 @@ class LSTM(KindRNN):
       features: hidden size ``H``.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``.
       peephole: ``True`` for the peephole LSTM (``rnnjax.lstm(features, peephole=True)``).
-      rngs, deterministic, **settings: as :class:`RNN`.
+      rngs: the ``params`` and ``dropout`` streams, as :class:`RNN`.
+      deterministic: the initial mode, as :class:`RNN`.
+      settings: all the module settings as one :class:`rnnjax.ModuleSettings`, or
+      **by_name: each by name, as :class:`RNN` takes them.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
@@ -156,7 +162,11 @@ class GRU(KindRNN):
       in_features: input size.
       features: hidden size ``H``.
       reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
-      initializer, rngs, deterministic, **settings: as :class:`LSTM`.
+      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``.
+      rngs: the ``params`` and ``dropout`` streams, as :class:`RNN`.
+      deterministic: the initial mode, as :class:`RNN`.
+      settings: all the module settings as one :class:`rnnjax.ModuleSettings`, or
+      **by_name: each by name, as :class:`RNN` takes them.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx
@@ -247,7 +257,9 @@ class SimpleRNNCell(KindStep):
       in_features: input size.
       features: hidden size ``H``.
       activation: default ``jnp.tanh``.
-      initializer, dtype, param_dtype: as :class:`SimpleRNN`.
+      initializer: as :class:`SimpleRNN`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
       rngs: the ``params`` stream.
 
     Example:
@@ -279,7 +291,9 @@ class LSTMCell(KindStep):
     Args:
       in_features: input size.
       features: hidden size ``H``.
-      initializer, dtype, param_dtype: as :class:`LSTM`.
+      initializer: as :class:`LSTM`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
       rngs: the ``params`` stream.
 
     Example:
@@ -319,7 +333,9 @@ class GRUCell(KindStep):
       in_features: input size.
       features: hidden size ``H``.
       reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
-      initializer, dtype, param_dtype: as :class:`GRU`.
+      initializer: as :class:`GRU`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
       rngs: the ``params`` stream.
 
     Example:
@@ -345,7 +361,12 @@ class MinGRUCell(KindStep):
     NNX cell for decoding; as :class:`LSTMCell`.
 
     Args:
-      in_features, features, initializer, dtype, param_dtype, rngs: as :class:`LSTMCell`.
+      in_features: input size.
+      features: hidden size ``H``.
+      initializer: as :class:`LSTMCell`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
+      rngs: the ``params`` stream.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx
