@@ -1,4 +1,6 @@
-"""rnnjax: recurrent neural networks (vanilla RNN, LSTM, GRU) as pure JAX functions.
+"""rnnjax: recurrent neural networks as pure JAX functions: Elman RNN, LSTM (peephole,
+layer-normalised), GRU, minGRU/minLSTM, IndRNN, ParaGRU/ParaLSTM, LRU and RG-LRU cells, your
+own cells, and the Flax modules, layers and converters around them.
 
 >>> import jax, jax.numpy as jnp, rnnjax
 >>> cell = rnnjax.gru(16)
@@ -13,6 +15,7 @@ Flax's modules, torch and Keras are imported only when they are needed.
 """
 
 import importlib
+import warnings
 from typing import Any
 
 from rnnjax._src.cells.check import CellCheckError as CellCheckError
@@ -34,9 +37,6 @@ from rnnjax._src.cells.lru import LRUParams as LRUParams
 from rnnjax._src.cells.lru import RGLRUParams as RGLRUParams
 from rnnjax._src.cells.lru import lru as lru
 from rnnjax._src.cells.lru import rg_lru as rg_lru
-from rnnjax._src.cells.lru import (
-    rg_lru_params_from_recurrentgemma as rg_lru_params_from_recurrentgemma,
-)
 from rnnjax._src.cells.lstm import LayerNormLSTMParams as LayerNormLSTMParams
 from rnnjax._src.cells.lstm import LSTMParams as LSTMParams
 from rnnjax._src.cells.lstm import LSTMState as LSTMState
@@ -121,7 +121,6 @@ __all__ = (
     "para_gru",
     "para_lstm",
     "rg_lru",
-    "rg_lru_params_from_recurrentgemma",
     "rnn",
     "simple_rnn",
     "stack",
@@ -131,11 +130,35 @@ __all__ = (
 
 _SUBMODULES = ("interop", "linen", "nnx", "training")
 
+# Names that moved (kept for one release, with a DeprecationWarning): name -> new home.
+_MOVED = {"rg_lru_params_from_recurrentgemma": "rnnjax.interop"}
+
+# Names that were removed, each answered with what replaced it.
+_REMOVED = {
+    "rnn_with_resets": (
+        "rnnjax.rnn_with_resets was removed: use rnnjax.rnn(cell, params, xs, resets=resets)"
+    ),
+    "hidden_state": (
+        "rnnjax.hidden_state was removed: use cell.output(carry) (the cell's hidden state)"
+    ),
+}
+
 
 def __getattr__(name: str) -> Any:
-    """Loads a submodule on first access (PEP 562)."""
+    """Loads a submodule on first access (PEP 562); points moved and removed names to what
+    replaced them."""
     if name in _SUBMODULES:
         return importlib.import_module(f"rnnjax.{name}")
+    if name in _MOVED:
+        home = _MOVED[name]
+        warnings.warn(
+            f"rnnjax.{name} moved to {home}.{name}; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(home), name)
+    if name in _REMOVED:
+        raise AttributeError(_REMOVED[name])
     raise AttributeError(f"module 'rnnjax' has no attribute {name!r}")
 
 

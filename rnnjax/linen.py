@@ -4,7 +4,9 @@
 ``rnnjax.linen.RNN(cell)`` takes any :class:`~rnnjax.Cell`, as Flax's ``nn.RNN`` takes any
 cell; ``rnnjax.linen.LSTM(32)`` is that with ``cell = rnnjax.lstm(32)``. The attributes
 beyond the cell are the fields of :class:`rnnjax.ModuleSettings` (keyword-only), plus
-``deterministic``.
+``deterministic`` and ``settings`` (all the settings as one :class:`rnnjax.ModuleSettings`,
+instead of by name). A named module's own settings (``reset_after``, ``r_min``, ...) are the
+attributes its kind's factory takes, with the same defaults (read from the registry).
 
 Thin shells: a module's ``params`` collection holds the pytree the cell's ``init``
 returns (``{"cell": LSTMParams(...)}``; ``{"forward": ..., "backward": ...}`` for
@@ -28,24 +30,34 @@ some dropout rate is positive) and draws its masks from the ``'dropout'`` rng:
 Functional and converted params (``rnnjax.interop.from_torch``, ``from_keras``) load by
 building the variables: ``{"params": {"cell": params}}`` (:func:`variables_from`).
 
-Step modules, for decoding one token at a time: :class:`Step` over any cell, and
-:class:`SimpleRNNCell`, :class:`LSTMCell`, :class:`GRUCell`, :class:`MinGRUCell`,
-:class:`MinLSTMCell`, each ``cell.apply(variables, carry, x_t) -> (carry, y_t)`` with
-``initialize_carry(rng, input_shape)``. Their variables are the sequence modules' (``{"params":
-{"cell": ...}}``) and a call runs the cell's own ``step``, so a jitted or scanned step equals
-the sequence module's output at that step, bit for bit on CPU. They follow Flax's cell protocol
-(:class:`flax.linen.RNNCellBase`), so :class:`flax.linen.RNN` runs them too (their params then
-sit under the ``RNN``'s ``"cell"``).
+The named modules, a pair per kind of the registry (sequence module, step module):
+
+* :class:`SimpleRNN`, :class:`SimpleRNNCell`: :func:`rnnjax.simple_rnn`
+* :class:`LSTM`, :class:`LSTMCell`: :func:`rnnjax.lstm`
+* :class:`GRU`, :class:`GRUCell`: :func:`rnnjax.gru`
+* :class:`LayerNormLSTM`, :class:`LayerNormLSTMCell`: :func:`rnnjax.layer_norm_lstm`
+* :class:`IndRNN`, :class:`IndRNNCell`: :func:`rnnjax.indrnn`
+* :class:`ParaGRU`, :class:`ParaGRUCell`: :func:`rnnjax.para_gru`
+* :class:`ParaLSTM`, :class:`ParaLSTMCell`: :func:`rnnjax.para_lstm`
+* :class:`MinGRU`, :class:`MinGRUCell`: :func:`rnnjax.min_gru`
+* :class:`MinLSTM`, :class:`MinLSTMCell`: :func:`rnnjax.min_lstm`
+* :class:`LRU`, :class:`LRUCell`: :func:`rnnjax.lru`
+* :class:`RGLRU`, :class:`RGLRUCell`: :func:`rnnjax.rg_lru`
+
+Step modules, for decoding one token at a time: :class:`Step` over any cell, and the
+named step modules (``LSTMCell``, ...), each ``cell.apply(variables, carry, x_t) -> (carry,
+y_t)`` with ``initialize_carry(rng, input_shape)``. Their variables are the sequence modules'
+(``{"params": {"cell": ...}}``) and a call runs the cell's own ``step``, so a jitted or
+scanned step equals the sequence module's output at that step, bit for bit on CPU. They
+follow Flax's cell protocol (:class:`flax.linen.RNNCellBase`), so :class:`flax.linen.RNN`
+runs them too (their params then sit under the ``RNN``'s ``"cell"``).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax
-import jax.numpy as jnp
 
 from rnnjax._src.core.contract import Params
 from rnnjax._src.layers.compose import BidirectionalParams
@@ -113,9 +125,11 @@ class SimpleRNN(KindRNN):
 
     Attributes:
       features: hidden size ``H``.
-      activation: default ``jnp.tanh``.
+      activation (Callable[[Array], Array]): default ``jnp.tanh``.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` (docs/guides/cells.md).
-      the settings, deterministic: as :class:`RNN`.
+      settings: the module settings, as :class:`RNN` takes them (each by name, or all as one
+        :class:`rnnjax.ModuleSettings`).
+      deterministic: as :class:`RNN`.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax.linen
@@ -127,7 +141,6 @@ class SimpleRNN(KindRNN):
     """
 
     kind: ClassVar[str] = "simple_rnn"
-    activation: Callable[[Array], Array] = jnp.tanh
 
 
 class LSTM(KindRNN):
@@ -151,7 +164,6 @@ class LSTM(KindRNN):
     """
 
     kind: ClassVar[str] = "lstm"
-    peephole: bool = False
 
 
 class GRU(KindRNN):
@@ -171,7 +183,6 @@ class GRU(KindRNN):
     """
 
     kind: ClassVar[str] = "gru"
-    reset_after: bool = True
 
 
 class LayerNormLSTM(KindRNN):
@@ -179,7 +190,6 @@ class LayerNormLSTM(KindRNN):
     :class:`LSTM`, plus the cell's ``epsilon``."""
 
     kind: ClassVar[str] = "layer_norm_lstm"
-    epsilon: float = 1e-5
 
 
 class IndRNN(KindRNN):
@@ -188,7 +198,6 @@ class IndRNN(KindRNN):
     ``activation``."""
 
     kind: ClassVar[str] = "indrnn"
-    activation: Callable[[Array], Array] = jax.nn.relu
 
 
 class ParaGRU(KindRNN):
@@ -211,9 +220,6 @@ class LRU(KindRNN):
     ``r_max``, ``max_phase``."""
 
     kind: ClassVar[str] = "lru"
-    r_min: float = 0.0
-    r_max: float = 1.0
-    max_phase: float = 2 * math.pi
 
 
 class RGLRU(KindRNN):
@@ -254,8 +260,10 @@ class SimpleRNNCell(KindStep):
 
     Attributes:
       features: hidden size ``H``.
-      initializer, dtype, param_dtype: as :class:`SimpleRNN`.
-      activation: default ``jnp.tanh``.
+      initializer: as :class:`SimpleRNN`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
+      activation (Callable[[Array], Array]): default ``jnp.tanh``.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax.linen
@@ -269,7 +277,6 @@ class SimpleRNNCell(KindStep):
     """
 
     kind: ClassVar[str] = "simple_rnn"
-    activation: Callable[[Array], Array] = jnp.tanh
 
 
 class LSTMCell(KindStep):
@@ -288,7 +295,10 @@ class LSTMCell(KindStep):
 
     Attributes:
       features: hidden size ``H``.
-      initializer, dtype, param_dtype: as :class:`LSTM`.
+      initializer: as :class:`LSTM`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
+      peephole (bool): ``True`` for the peephole LSTM.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax.linen
@@ -321,7 +331,6 @@ class LSTMCell(KindStep):
     """
 
     kind: ClassVar[str] = "lstm"
-    peephole: bool = False
 
 
 class GRUCell(KindStep):
@@ -330,8 +339,10 @@ class GRUCell(KindStep):
 
     Attributes:
       features: hidden size ``H``.
-      initializer, dtype, param_dtype: as :class:`GRU`.
-      reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
+      initializer: as :class:`GRU`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
+      reset_after (bool): ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax.linen
@@ -344,14 +355,12 @@ class GRUCell(KindStep):
     """
 
     kind: ClassVar[str] = "gru"
-    reset_after: bool = True
 
 
 class LayerNormLSTMCell(KindStep):
     """One step of :class:`LayerNormLSTM`; as :class:`LSTMCell`, plus ``epsilon``."""
 
     kind: ClassVar[str] = "layer_norm_lstm"
-    epsilon: float = 1e-5
 
 
 class MinGRUCell(KindStep):
@@ -359,7 +368,10 @@ class MinGRUCell(KindStep):
     linen cell for decoding; as :class:`LSTMCell`.
 
     Attributes:
-      features, initializer, dtype, param_dtype: as :class:`LSTMCell`.
+      features: hidden size ``H``.
+      initializer: as :class:`LSTMCell`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax.linen
@@ -393,7 +405,6 @@ class IndRNNCell(KindStep):
     """One step of :class:`IndRNN`; as :class:`LSTMCell`; plus the cell's own ``activation``."""
 
     kind: ClassVar[str] = "indrnn"
-    activation: Callable[[Array], Array] = jax.nn.relu
 
 
 class ParaGRUCell(KindStep):
@@ -413,9 +424,6 @@ class LRUCell(KindStep):
     ``max_phase``."""
 
     kind: ClassVar[str] = "lru"
-    r_min: float = 0.0
-    r_max: float = 1.0
-    max_phase: float = 2 * math.pi
 
 
 class RGLRUCell(KindStep):

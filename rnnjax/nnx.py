@@ -7,7 +7,10 @@ calls :func:`rnnjax.layer`'s numerics (:func:`rnnjax.stack` for ``num_layers > 1
 :func:`rnnjax.bidirectional`) on them, so its output equals the functional call on
 ``module.params``, bit for bit. ``rnnjax.nnx.RNN(cell, in_features, rngs=...)`` takes any
 :class:`~rnnjax.Cell` (built-in, custom, ``rnnjax.attention(...)``), as Flax's ``nnx.RNN``
-takes any cell; the named modules are that with ``cell = rnnjax.lstm(features, ...)``.
+takes any cell; the named modules are that with ``cell = rnnjax.lstm(features, ...)``, and
+take their kind's own settings (``reset_after``, ``r_min``, ...) by keyword, with the
+defaults of its factory (read from the registry). The settings may come by name or all at
+once as ``settings=rnnjax.ModuleSettings(...)``.
 
 What a call returns is what Keras returns:
 
@@ -34,9 +37,22 @@ of the ``rngs`` given at construction (or from ``rngs=`` of the call: an
 Functional and converted params load with :meth:`load_params`, e.g. the params of
 ``rnnjax.interop.from_torch`` or ``from_keras``.
 
-Step modules, for decoding one token at a time: :class:`Step` over any cell, and
-:class:`SimpleRNNCell`, :class:`LSTMCell`, :class:`GRUCell`, :class:`MinGRUCell`,
-:class:`MinLSTMCell`, each ``cell(carry, x_t) -> (carry, y_t)`` with
+The named modules, a pair per kind of the registry (sequence module, step module):
+
+* :class:`SimpleRNN`, :class:`SimpleRNNCell`: :func:`rnnjax.simple_rnn`
+* :class:`LSTM`, :class:`LSTMCell`: :func:`rnnjax.lstm`
+* :class:`GRU`, :class:`GRUCell`: :func:`rnnjax.gru`
+* :class:`LayerNormLSTM`, :class:`LayerNormLSTMCell`: :func:`rnnjax.layer_norm_lstm`
+* :class:`IndRNN`, :class:`IndRNNCell`: :func:`rnnjax.indrnn`
+* :class:`ParaGRU`, :class:`ParaGRUCell`: :func:`rnnjax.para_gru`
+* :class:`ParaLSTM`, :class:`ParaLSTMCell`: :func:`rnnjax.para_lstm`
+* :class:`MinGRU`, :class:`MinGRUCell`: :func:`rnnjax.min_gru`
+* :class:`MinLSTM`, :class:`MinLSTMCell`: :func:`rnnjax.min_lstm`
+* :class:`LRU`, :class:`LRUCell`: :func:`rnnjax.lru`
+* :class:`RGLRU`, :class:`RGLRUCell`: :func:`rnnjax.rg_lru`
+
+Step modules, for decoding one token at a time: :class:`Step` over any cell, and the
+named step modules (``LSTMCell``, ...), each ``cell(carry, x_t) -> (carry, y_t)`` with
 ``initialize_carry(input_shape)``. They hold the same params as the
 sequence modules (``load_params`` takes either's) and run the cell's own ``step``, so a jitted
 or scanned step equals the sequence module's output at that step, bit for bit on CPU. They
@@ -46,19 +62,12 @@ them too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
-
-import jax
-import jax.numpy as jnp
-from flax import nnx
+from typing import ClassVar
 
 from rnnjax._src.modules.nnx import RNN as RNN
 from rnnjax._src.modules.nnx import Bidirectional as Bidirectional
 from rnnjax._src.modules.nnx import KindRNN, KindStep
 from rnnjax._src.modules.nnx import Step as Step
-
-Array = jax.Array
 
 __all__ = (
     "GRU",
@@ -100,7 +109,10 @@ class SimpleRNN(KindRNN):
       features: hidden size ``H``.
       activation: default ``jnp.tanh``.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"`` (docs/guides/cells.md).
-      rngs, deterministic, **settings: as :class:`RNN`.
+      rngs: the ``params`` and ``dropout`` streams, as :class:`RNN`.
+      deterministic: the initial mode, as :class:`RNN`.
+      settings: all the module settings as one :class:`rnnjax.ModuleSettings`, or
+      **by_name: each by name, as :class:`RNN` takes them.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx
@@ -112,17 +124,6 @@ class SimpleRNN(KindRNN):
 
     kind: ClassVar[str] = "simple_rnn"
 
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        activation: Callable[[Array], Array] = jnp.tanh,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, activation=activation, rngs=rngs, **settings)
-
 
 class LSTM(KindRNN):
     """Keras's ``LSTM``: :class:`RNN` over ``rnnjax.lstm(features)`` (gates i, f, g, o;
@@ -133,7 +134,10 @@ class LSTM(KindRNN):
       features: hidden size ``H``.
       initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``.
       peephole: ``True`` for the peephole LSTM (``rnnjax.lstm(features, peephole=True)``).
-      rngs, deterministic, **settings: as :class:`RNN`.
+      rngs: the ``params`` and ``dropout`` streams, as :class:`RNN`.
+      deterministic: the initial mode, as :class:`RNN`.
+      settings: all the module settings as one :class:`rnnjax.ModuleSettings`, or
+      **by_name: each by name, as :class:`RNN` takes them.
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.nnx
@@ -158,7 +162,11 @@ class GRU(KindRNN):
       in_features: input size.
       features: hidden size ``H``.
       reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
-      initializer, rngs, deterministic, **settings: as :class:`LSTM`.
+      initializer: ``"keras"`` (default), ``"torch"`` or ``"flax"``.
+      rngs: the ``params`` and ``dropout`` streams, as :class:`RNN`.
+      deterministic: the initial mode, as :class:`RNN`.
+      settings: all the module settings as one :class:`rnnjax.ModuleSettings`, or
+      **by_name: each by name, as :class:`RNN` takes them.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx
@@ -170,17 +178,6 @@ class GRU(KindRNN):
     """
 
     kind: ClassVar[str] = "gru"
-
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        reset_after: bool = True,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
 
 
 class LayerNormLSTM(KindRNN):
@@ -260,7 +257,9 @@ class SimpleRNNCell(KindStep):
       in_features: input size.
       features: hidden size ``H``.
       activation: default ``jnp.tanh``.
-      initializer, dtype, param_dtype: as :class:`SimpleRNN`.
+      initializer: as :class:`SimpleRNN`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
       rngs: the ``params`` stream.
 
     Example:
@@ -274,17 +273,6 @@ class SimpleRNNCell(KindStep):
     """
 
     kind: ClassVar[str] = "simple_rnn"
-
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        activation: Callable[[Array], Array] = jnp.tanh,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, activation=activation, rngs=rngs, **settings)
 
 
 class LSTMCell(KindStep):
@@ -303,7 +291,9 @@ class LSTMCell(KindStep):
     Args:
       in_features: input size.
       features: hidden size ``H``.
-      initializer, dtype, param_dtype: as :class:`LSTM`.
+      initializer: as :class:`LSTM`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
       rngs: the ``params`` stream.
 
     Example:
@@ -343,7 +333,9 @@ class GRUCell(KindStep):
       in_features: input size.
       features: hidden size ``H``.
       reset_after: ``True`` (Keras's default, PyTorch's and cuDNN's form) or ``False``.
-      initializer, dtype, param_dtype: as :class:`GRU`.
+      initializer: as :class:`GRU`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
       rngs: the ``params`` stream.
 
     Example:
@@ -357,17 +349,6 @@ class GRUCell(KindStep):
 
     kind: ClassVar[str] = "gru"
 
-    def __init__(
-        self,
-        in_features: int,
-        features: int,
-        *,
-        reset_after: bool = True,
-        rngs: nnx.Rngs,
-        **settings: Any,
-    ) -> None:
-        super().__init__(in_features, features, reset_after=reset_after, rngs=rngs, **settings)
-
 
 class LayerNormLSTMCell(KindStep):
     """One step of :class:`LayerNormLSTM`; as :class:`LSTMCell`."""
@@ -380,7 +361,12 @@ class MinGRUCell(KindStep):
     NNX cell for decoding; as :class:`LSTMCell`.
 
     Args:
-      in_features, features, initializer, dtype, param_dtype, rngs: as :class:`LSTMCell`.
+      in_features: input size.
+      features: hidden size ``H``.
+      initializer: as :class:`LSTMCell`.
+      dtype: the computation dtype (``None``: ``param_dtype``).
+      param_dtype: the params' dtype.
+      rngs: the ``params`` stream.
 
     Example:
       >>> import jax.numpy as jnp, rnnjax.nnx

@@ -107,3 +107,11 @@ def reference_run(case, params, xs, carry, lengths=None, reverse=False):
         None if lengths is None else np.asarray(lengths),
         reverse,
     )
+
+
+CASES_BY_NAME = {case.name: case for case in CASES}
+
+
+def case_named(name):
+    """The case called ``name`` (tests pick cases by name, never by their place in CASES)."""
+    return CASES_BY_NAME[name]

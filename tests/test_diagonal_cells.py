@@ -106,7 +106,7 @@ def test_recurrentgemma_rg_lru_params_convert_and_follow_the_equations():
         "a_gate": {"w": rng.normal(size=(2, 2, 2)), "b": rng.normal(size=(2, 2))},
     }
     tree = jax.tree.map(lambda a: a.astype(np.float32).astype(np.float64), tree)  # exact in f32
-    params = rnnjax.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
+    params = rnnjax.interop.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
     h, x = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
 
     def block_linear(block, x):  # recurrentgemma's BlockDiagonalLinear, in NumPy
@@ -171,7 +171,7 @@ def test_params_of_another_cell_are_refused_by_name_and_shapes():
         rnnjax.rnn(rnnjax.lru(4), lru_params, jnp.zeros((1, 2, 2)))
     bad = {"w": jnp.ones((2, 2, 3)), "b": jnp.zeros((2, 3))}
     with pytest.raises(ValueError, match=r"a gate must be .* with W = 4 .*; got w \(2, 2, 3\)"):
-        rnnjax.rg_lru_params_from_recurrentgemma(
+        rnnjax.interop.rg_lru_params_from_recurrentgemma(
             {"a_param": jnp.zeros(4), "input_gate": bad, "a_gate": bad}
         )
 

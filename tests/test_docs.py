@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = ("rnnjax", "rnnjax.nnx", "rnnjax.linen", "rnnjax.interop", "rnnjax.training")
 SKIP_MARKER = "<!-- docs-test: skip -->"
+PEERS = ("torch", "keras")  # optional: a page that needs a missing one is skipped
 
 
 def python_blocks(page: Path) -> list[str]:
@@ -160,7 +161,52 @@ def test_guide_code_runs(page):
     # user code, which may broadcast as NumPy does
     with jax.numpy_rank_promotion("allow"):
         for code in python_blocks(page):
-            exec(compile(code, str(page), "exec"), namespace)
+            try:
+                exec(compile(code, str(page), "exec"), namespace)
+            except ModuleNotFoundError as error:
+                if error.name not in PEERS:
+                    raise
+                import_peer(error.name)  # a peer the page needs: skip, or fail when required
+                raise
+
+
+MODULE_PAGES = ("nnx", "linen")
+
+
+def _text(html: str) -> str:
+    """The text a reader sees (tags dropped, spaces collapsed)."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", html))
+
+
+@pytest.mark.parametrize("page", MODULE_PAGES)
+def test_each_attribute_and_parameter_line_names_one_thing(built_site, page):
+    """A line ``a, b: ...`` of a Google-style section renders as a name and a made-up type
+    (``a, ((b)) - ...``): each attribute and parameter gets its own line."""
+    html = (built_site / "api" / page / "index.html").read_text()
+    items = re.findall(r'<li class="doc-section-item field-body">(.*?)</li>', html, re.S)
+    assert items, f"no attribute or parameter lines found in api/{page}"
+    # the name, where the line has one (a Returns line has only a type)
+    names = [_text(item.split("</b>", 1)[0]) if "</b>" in item else "" for item in items]
+    bad = [
+        _text(item)[:80]
+        for item, name in zip(items, names, strict=True)
+        if "((" in _text(item) or "," in name
+    ]
+    assert not bad, f"api/{page}: attribute or parameter lines naming several things: {bad}"
+
+
+@pytest.mark.parametrize("page", MODULE_PAGES)
+def test_every_module_call_has_a_parameter_list(built_site, page):
+    html = (built_site / "api" / page / "index.html").read_text()
+    calls = list(re.finditer(rf'id="(rnnjax\.{page}\.\w+\.__call__)"', html))
+    assert len(calls) >= 20, f"api/{page}: {len(calls)} __call__ entries"
+    missing = []
+    for call in calls:
+        # from its own heading (<h3 id=... class="doc doc-heading">) to the next one
+        entry = html[call.end() :].split('class="doc doc-heading"', 2)[1]
+        if "Parameters:" not in _text(entry):
+            missing.append(call.group(1))
+    assert not missing, f"__call__ entries without a parameter list: {missing}"
 
 
 def test_the_from_flax_guide_is_one_click_from_the_home_page_and_the_interop_guide(built_site):

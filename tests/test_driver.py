@@ -15,14 +15,14 @@ from tests.cells_under_test import (
     CASE_IDS,
     CASES,
     carry_arrays,
+    case_named,
     random_carry,
     random_params,
     reference_run,
 )
 
 BATCH, TIME, FEATURES = 3, 6, 4
-LSTM_CASE = CASES[2]
-assert LSTM_CASE.name == "lstm"
+LSTM_CASE = case_named("lstm")
 
 
 def make_inputs(case, key=0, batch_shape=(BATCH,), dtype=jnp.float32):
@@ -295,8 +295,8 @@ def test_no_retrace_on_second_call():
 
 
 @functools.cache
-def _value_and_grads(case_index, reverse):
-    cell = CASES[case_index].cell
+def _value_and_grads(case_name, reverse):
+    cell = case_named(case_name).cell
 
     def loss(params, xs, carry, lengths):
         final, ys = rnnjax.rnn(
@@ -316,19 +316,19 @@ fill_strategy = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 
 @given(
-    case_index=st.integers(0, len(CASES) - 1),
+    case_name=st.sampled_from(CASE_IDS),
     reverse=st.booleans(),
     lengths=lengths_strategy,
     fill=fill_strategy,
     seed=st.integers(0, 2**16),
 )
-def test_padding_never_changes_outputs_carry_or_gradients(case_index, reverse, lengths, fill, seed):
-    params, xs, carry = make_inputs(CASES[case_index], key=seed)
+def test_padding_never_changes_outputs_carry_or_gradients(case_name, reverse, lengths, fill, seed):
+    params, xs, carry = make_inputs(case_named(case_name), key=seed)
     lengths = jnp.array(lengths)
     padding = jnp.arange(TIME)[None, :, None] >= lengths[:, None, None]
     garbage = jnp.where(padding, jnp.float32(fill), xs)
     noise = jnp.where(padding, jax.random.normal(jax.random.key(seed + 1), xs.shape), xs)
-    run = _value_and_grads(case_index, reverse)
+    run = _value_and_grads(case_name, reverse)
     (value, (final, ys)), grads = run(params, garbage, carry, lengths)
     (other_value, other_aux), other_grads = run(params, noise, carry, lengths)
 
@@ -340,8 +340,8 @@ def test_padding_never_changes_outputs_carry_or_gradients(case_index, reverse, l
 
 
 @functools.cache
-def _run_alone(case_index, reverse, length):
-    cell = CASES[case_index].cell
+def _run_alone(case_name, reverse, length):
+    cell = case_named(case_name).cell
     return jax.jit(
         lambda params, xs, carry: rnnjax.rnn(
             cell, params, xs[:length], initial_carry=carry, reverse=reverse
@@ -350,15 +350,15 @@ def _run_alone(case_index, reverse, length):
 
 
 @given(
-    case_index=st.integers(0, len(CASES) - 1),
+    case_name=st.sampled_from(CASE_IDS),
     reverse=st.booleans(),
     lengths=lengths_strategy,
     seed=st.integers(0, 2**16),
 )
-def test_each_sequence_as_if_run_alone_on_its_valid_part(case_index, reverse, lengths, seed):
-    case = CASES[case_index]
+def test_each_sequence_as_if_run_alone_on_its_valid_part(case_name, reverse, lengths, seed):
+    case = case_named(case_name)
     params, xs, carry = make_inputs(case, key=seed)
-    run = _value_and_grads(case_index, reverse)
+    run = _value_and_grads(case_name, reverse)
     (_, (final, ys)), _ = run(params, xs, carry, jnp.array(lengths))
     for b, length in enumerate(lengths):
         own_carry = jax.tree.map(lambda a, b=b: a[b], carry)
@@ -366,7 +366,7 @@ def test_each_sequence_as_if_run_alone_on_its_valid_part(case_index, reverse, le
         if length == 0:  # no step: the initial carry comes back unchanged
             jax.tree.map(np.testing.assert_array_equal, own_final, own_carry)
             continue
-        alone_final, alone_ys = _run_alone(case_index, reverse, length)(params, xs[b], own_carry)
+        alone_final, alone_ys = _run_alone(case_name, reverse, length)(params, xs[b], own_carry)
         tight = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
         tight(ys[b, :length], alone_ys)
         jax.tree.map(tight, own_final, alone_final)

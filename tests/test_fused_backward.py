@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 import rnnjax
-from tests.cells_under_test import CASES, random_carry, random_params
+from tests.cells_under_test import CASES, case_named, random_carry, random_params
 
 BATCH, TIME, FEATURES = 3, 6, 4
 FUSED = [case for case in CASES if case.cell.gate_split is not None]
@@ -118,7 +118,7 @@ def test_time_major_and_extra_batch_axes(case):
     padding=st.sampled_from([0.0, 1e6, np.nan]),
 )
 def test_padding_never_changes_values_or_gradients(lengths, padding):
-    case = FUSED[2]  # the LSTM
+    case = case_named("lstm")
     params, xs, carry = make_inputs(case)
     lengths = jnp.array(lengths)
     padded = jnp.where(jnp.arange(TIME)[None, :, None] < lengths[:, None, None], xs, padding)
@@ -131,7 +131,7 @@ def test_padding_never_changes_values_or_gradients(lengths, padding):
 
 
 def test_vmap_of_grad_equals_per_example_grads():
-    case = FUSED[2]
+    case = case_named("lstm")
     params, xs, carry = make_inputs(case)
 
     def example_grad(fused, x, c):
@@ -207,7 +207,7 @@ def test_forward_mode_and_second_order_equal_autodiff(case):
 
 
 def test_fused_backward_argument_is_gone():
-    case = FUSED[2]
+    case = case_named("lstm")
     params, xs, _ = make_inputs(case)
     with pytest.raises(TypeError, match="fused_backward"):
         rnnjax.rnn(case.cell, params, xs, fused_backward=True)
@@ -225,7 +225,7 @@ def test_split_step_equals_step(case):
 
 
 def test_zero_time_steps_pass_the_carry_through_in_every_mode():
-    case = FUSED[2]
+    case = case_named("lstm")
     params, xs, carry = make_inputs(case)
     empty = xs[:, :0]
     for fused in (True, False):

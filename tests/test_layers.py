@@ -18,6 +18,7 @@ from tests.cells_under_test import (
     CASES,
     HIDDEN,
     carry_arrays,
+    case_named,
     random_carry,
     random_params,
     reference_run,
@@ -25,9 +26,9 @@ from tests.cells_under_test import (
 
 BATCH, TIME, FEATURES = 3, 7, 4
 LENGTHS = (7, 0, 4)
-LSTM_CASE, GRU_CASE = CASES[2], CASES[3]
-assert (LSTM_CASE.name, GRU_CASE.name) == ("lstm", "gru-reset_after")
-SOME_CASES = [CASES[0], LSTM_CASE, GRU_CASE]  # where all five would only cost time
+LSTM_CASE, GRU_CASE = case_named("lstm"), case_named("gru-reset_after")
+# where all the cases would only cost time
+SOME_CASES = [case_named("simple_rnn-tanh"), LSTM_CASE, GRU_CASE]
 SOME_IDS = [case.name for case in SOME_CASES]
 
 tight = functools.partial(np.testing.assert_allclose, rtol=1e-6, atol=1e-6)
@@ -284,8 +285,8 @@ def test_dropout_reproducible_and_absent_when_deterministic(case):
 
 
 @functools.cache
-def _segmented_value_and_grads(case_index, reverse, remat, segment_length):
-    cell = CASES[case_index].cell
+def _segmented_value_and_grads(case_name, reverse, remat, segment_length):
+    cell = case_named(case_name).cell
     layer = rnnjax.layer(cell, reverse=reverse, remat=remat, segment_length=segment_length)
 
     def loss(params, xs, carry, lengths):
@@ -297,24 +298,22 @@ def _segmented_value_and_grads(case_index, reverse, remat, segment_length):
 
 
 @pytest.mark.parametrize(
-    "case_index, reverse, lengths, segment_length",
+    "case_name, reverse, lengths, segment_length",
     [
-        (2, False, (10, 0, 4), 3),  # 3 segments scanned, then a remainder of 1
-        (2, True, (10, 0, 4), None),  # sqrt: segments of 4, a remainder of 2
-        (3, True, None, 5),  # two segments, no remainder
-        (3, False, (10, 0, 4), 12),  # one segment longer than the sequence
+        ("lstm", False, (10, 0, 4), 3),  # 3 segments scanned, then a remainder of 1
+        ("lstm", True, (10, 0, 4), None),  # sqrt: segments of 4, a remainder of 2
+        ("gru-reset_after", True, None, 5),  # two segments, no remainder
+        ("gru-reset_after", False, (10, 0, 4), 12),  # one segment longer than the sequence
     ],
     ids=["lstm-forward-3", "lstm-reverse-sqrt", "gru-reverse-5", "gru-forward-12"],
 )
-def test_segmented_checkpointing_equals_plain_autodiff(
-    case_index, reverse, lengths, segment_length
-):
-    case = CASES[case_index]
+def test_segmented_checkpointing_equals_plain_autodiff(case_name, reverse, lengths, segment_length):
+    case = case_named(case_name)
     params = random_params(case, jax.random.key(1), FEATURES)
     carry = random_carry(case, jax.random.key(2), (BATCH,))
     xs, seq_lengths = inputs(time=10), None if lengths is None else jnp.array(lengths)
-    plain = _segmented_value_and_grads(case_index, reverse, False, None)
-    segmented = _segmented_value_and_grads(case_index, reverse, "segments", segment_length)
+    plain = _segmented_value_and_grads(case_name, reverse, False, None)
+    segmented = _segmented_value_and_grads(case_name, reverse, "segments", segment_length)
     jax.tree.map(
         functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6),
         segmented(params, xs, carry, seq_lengths),
@@ -396,7 +395,11 @@ def test_tbptt_of_a_stack_with_dropout_masks_matches_one_pass():
     jax.tree.map(tight, rnnjax.tbptt(layer, params, inputs(), chunk_length=2, **options), one_pass)
 
 
-@pytest.mark.parametrize("case", [CASES[0], LSTM_CASE, CASES[4]], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case",
+    [case_named("simple_rnn-tanh"), LSTM_CASE, case_named("gru-reset_before")],
+    ids=lambda c: c.name,
+)
 def test_resets_equal_running_the_segments_separately(case):
     params = random_params(case, jax.random.key(1), FEATURES)
     carry = random_carry(case, jax.random.key(2), (BATCH,))

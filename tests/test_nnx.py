@@ -109,7 +109,7 @@ def test_forward_mode_equals_plain_autodiff_and_fused_backward_is_gone():
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(
-        TypeError, match=r"rnnjax.nnx.LSTM: unknown setting\(s\) \['fused_backward'\]"
+        TypeError, match=r"rnnjax.nnx.LSTM: fused_backward= was removed; the fast backward pass is"
     ):
         rnnjax.nnx.LSTM(FEATURES, HIDDEN, fused_backward=True, rngs=nnx.Rngs(0))
 

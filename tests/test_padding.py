@@ -10,7 +10,12 @@ from hypothesis import given
 import rnnjax
 from tests.peers import import_peer
 
-keras = import_peer("keras")
+
+@pytest.fixture(scope="module")
+def keras():
+    """Keras, imported when a test asks for it (a skip, or a failure under
+    RNNJAX_REQUIRE_PEERS=1, when it is missing)."""
+    return import_peer("keras")
 
 
 @st.composite
@@ -35,7 +40,7 @@ def padding_cases(draw):
 
 
 @given(padding_cases())
-def test_pad_sequences_matches_keras(case):
+def test_pad_sequences_matches_keras(keras, case):
     sequences, kwargs = case
     if all(len(s) == 0 for s in sequences) and kwargs["maxlen"] is None:
         kwargs["maxlen"] = 3  # Keras reduces an all-zero maxlen with np.max and fails
@@ -47,7 +52,7 @@ def test_pad_sequences_matches_keras(case):
     np.testing.assert_array_equal(lengths, [min(len(s), maxlen) for s in sequences])
 
 
-def test_padding_defaults_to_post_and_truncating_to_pre_as_keras():
+def test_padding_defaults_to_post_and_truncating_to_pre_as_keras(keras):
     sequences = [[1, 2, 3, 4], [5]]
     padded, lengths = rnnjax.pad_sequences(sequences, maxlen=3)
     np.testing.assert_array_equal(
@@ -96,7 +101,7 @@ def test_bad_input_raises_named_errors(sequences, kwargs, error, match):
         rnnjax.pad_sequences(sequences, **kwargs)
 
 
-def test_strings_pad_with_dtype_object_as_keras():
+def test_strings_pad_with_dtype_object_as_keras(keras):
     sequences = [["a", "b"], ["c"]]
     padded, _ = rnnjax.pad_sequences(sequences, dtype=object, value="<pad>")
     expected = keras.utils.pad_sequences(sequences, dtype=object, value="<pad>", padding="post")

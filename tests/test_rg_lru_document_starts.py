@@ -71,7 +71,7 @@ STARTS = rnnjax.rg_lru(WIDTH, document_starts="recurrentgemma")
 @pytest.mark.parametrize("parallel", [True, False])
 def test_recurrentgemma_rule_equals_the_original_with_resets_from_a_fresh_start(parallel):
     tree, x, segment_pos = recurrentgemma_tree(), rnnjax_inputs(), packed_segments()
-    params = rnnjax.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
+    params = rnnjax.interop.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
     want, want_final = recurrentgemma_rg_lru(tree, x, segment_pos)
     final, ys = rnnjax.rnn(
         STARTS, params, jnp.asarray(x, jnp.float32), resets=jnp.asarray(segment_pos == 0),
@@ -89,7 +89,7 @@ def test_a_given_carry_continues_a_document_and_lengths_stop_it(parallel):
     """With ``initial_carry`` (recurrentgemma's cache, segment positions going on) the first
     step is ordinary; ``seq_lengths`` end each row where the reference is cut."""
     tree, x = recurrentgemma_tree(), rnnjax_inputs()
-    params = rnnjax.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
+    params = rnnjax.interop.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
     cache = np.random.default_rng(2).normal(size=(BATCH, WIDTH)).astype(np.float32)
     segment_pos = np.array(
         [[5, 6, 7, 0, 1, 2, 3], [9, 10, 11, 12, 13, 14, 15], [3, 0, 1, 2, 3, 4, 5]]
@@ -112,7 +112,7 @@ def test_a_given_carry_continues_a_document_and_lengths_stop_it(parallel):
 @pytest.mark.parametrize("parallel", [True, False])
 def test_reverse_starts_each_row_at_its_last_valid_step(parallel):
     tree, x = recurrentgemma_tree(), rnnjax_inputs()
-    params = rnnjax.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
+    params = rnnjax.interop.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
     lengths = np.array([7, 4, 1])
     final, ys = rnnjax.rnn(
         STARTS, params, jnp.asarray(x, jnp.float32), seq_lengths=jnp.asarray(lengths),
@@ -127,7 +127,7 @@ def test_reverse_starts_each_row_at_its_last_valid_step(parallel):
 
 def test_the_default_scales_every_step_and_differs_at_starts():
     tree, x, segment_pos = recurrentgemma_tree(), rnnjax_inputs(), packed_segments()
-    params = rnnjax.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
+    params = rnnjax.interop.rg_lru_params_from_recurrentgemma(jax.tree.map(jnp.asarray, tree))
     _, ys = rnnjax.rnn(
         rnnjax.rg_lru(WIDTH), params, jnp.asarray(x, jnp.float32),
         resets=jnp.asarray(segment_pos == 0),

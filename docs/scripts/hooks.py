@@ -1,11 +1,13 @@
 """MkDocs hooks: pages and figures that live outside ``docs/`` join the site at build time.
 
-``benchmarks/README.md`` (the benchmark harness's own page, with every recorded table) becomes
-the page ``guides/benchmarks.md`` and its plot ``benchmarks/latest_cpu_plot.png`` the file
-``guides/latest_cpu_plot.png`` beside it, so its relative image link works unchanged and the
-tables are kept in one place only. On the site, every recorded run but the newest, and every
-note under "What the speed work measured", is folded (a ``<details>`` block under its title),
-so that the page opens short; the performance guide shows a summary of the newest run.
+``benchmarks/README.md`` (the benchmark harness's own page, with the latest table per device)
+becomes the page ``guides/benchmarks.md``; its log of older tables and dated investigations,
+``benchmarks/LOG.md``, the page ``guides/LOG.md`` beside it (so the README's link to
+``LOG.md`` works unchanged); and its plot ``benchmarks/latest_cpu_plot.png`` the file
+``guides/latest_cpu_plot.png``, so its relative image link works too and the tables are kept
+in one place only. On the site, every section of the log but the newest table is folded (a
+``<details>`` block under its title), so that the page opens short; the performance guide
+shows a summary of the newest run.
 
 MathJax ships with the site, so that equations typeset with no network: its files come from
 the ``django-static-mathjax`` package on PyPI (MathJax 3's own build, as plain files; it needs
@@ -25,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = ROOT / "benchmarks"
 
 
-def _benchmarks_page() -> str:
-    text = _fold_older_sections((BENCHMARKS / "README.md").read_text(encoding="utf-8"))
+def _benchmarks_page(name: str) -> str:
+    """``benchmarks/<name>`` as a site page: the log's sections folded."""
+    text = (BENCHMARKS / name).read_text(encoding="utf-8")
+    if name == "LOG.md":  # its link to the README is, on the site, to guides/benchmarks.md
+        text = _fold_older_sections(text).replace("](README.md)", "](benchmarks.md)")
     # Markdown inside <details> (the long per-row tables) is rendered with md_in_html.
     text = re.sub(r"<details>", '<details markdown="1">', text)
     # GitHub reads `a\|b` in a table cell as code "a|b"; Python-Markdown keeps the backslash.
@@ -34,22 +39,22 @@ def _benchmarks_page() -> str:
 
 
 def _fold_older_sections(text: str) -> str:
-    """Each "### " section after the first under "## Latest tables", and each one under
-    "## What the speed work measured", as a folded ``<details>`` block under its title."""
-    head, _, tail = text.partition("\n## Latest tables")
+    """Each "### " section after the first under "## Older recorded tables", and each one
+    under the "## " headings after it, as a folded ``<details>`` block under its title."""
+    head, _, tail = text.partition("\n## Older recorded tables")
     if not tail:
         return text
     parts = re.split(r"^(### .*)$", tail, flags=re.M)
-    out = [head, "\n## Latest tables", parts[0]]
+    out = [head, "\n## Older recorded tables", parts[0]]
     for index, (title, body) in enumerate(zip(parts[1::2], parts[2::2], strict=True)):
         if index == 0:
             out += [title, body]
             continue
-        body, heading, rest = body.partition("\n## ")  # a "## " heading ends the section
+        body, next_heading, rest = body.partition("\n## ")  # a "## " heading ends the section
         summary = title.removeprefix("### ")
         out.append(f"<details>\n<summary>{summary}</summary>\n{body}\n</details>\n")
-        if heading:
-            out += [heading, rest]
+        if next_heading:
+            out += [next_heading, rest]
     return "".join(out)
 
 
@@ -86,7 +91,10 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
     """Adds the benchmarks page and its plot, and MathJax, to the site's files."""
     for file in _mathjax_files(config):
         files.append(file)
-    files.append(File.generated(config, "guides/benchmarks.md", content=_benchmarks_page()))
+    readme = _benchmarks_page("README.md")
+    files.append(File.generated(config, "guides/benchmarks.md", content=readme))
+    # README.md links its log as LOG.md: the same relative link on the site
+    files.append(File.generated(config, "guides/LOG.md", content=_benchmarks_page("LOG.md")))
     files.append(
         File.generated(
             config,

@@ -165,15 +165,16 @@ def rg_lru(hidden_size: int, *, initializer: str = "flax", document_starts: str 
     projection (and a short convolution) of the block's input and gates that same signal;
     here the value ``v`` has its own projection, so the cell takes any input size, and
     recurrentgemma's layer is the case ``W_v = I``, ``b_v = 0``
-    (:func:`rg_lru_params_from_recurrentgemma`). The derivative of ``sqrt(1 - a_t^2)`` is
-    capped at 1000 as in recurrentgemma.
+    (:func:`rnnjax.interop.rg_lru_params_from_recurrentgemma`). The derivative of
+    ``sqrt(1 - a_t^2)`` is capped at 1000 as in recurrentgemma.
 
     Document starts: recurrentgemma's layer, at ``segment_pos == 0``, uses ``a_t = 0`` and
     multiplier 1, ``h_t = i_t \odot v_t``. ``document_starts="recurrentgemma"`` does the
     same at each document start of :func:`rnnjax.rnn` (each step with ``resets``, and the first
     step processed when no ``initial_carry`` is given), so ``rg_lru(W,
-    document_starts="recurrentgemma")`` on :func:`rg_lru_params_from_recurrentgemma`'s params
-    with ``resets=(segment_pos == 0)`` reproduces the original; the default, ``"scaled"``,
+    document_starts="recurrentgemma")`` on the params of
+    :func:`rnnjax.interop.rg_lru_params_from_recurrentgemma` with ``resets=(segment_pos ==
+    0)`` reproduces the original; the default, ``"scaled"``,
     normalises every step (a reset zeroes the carry only). ``cell.step`` alone is the ordinary
     step in both.
 
@@ -223,43 +224,6 @@ def rg_lru(hidden_size: int, *, initializer: str = "flax", document_starts: str 
     return _linear_cell(
         init, hidden, input_size, _rg_lru_coefficients, lambda params: params.kernel.dtype, start
     )
-
-
-def rg_lru_params_from_recurrentgemma(tree: dict[str, Any]) -> RGLRUParams:
-    """:func:`rg_lru` params from recurrentgemma's ``RGLRU`` layer (real-only, Griffin's).
-
-    ``tree`` holds recurrentgemma's names and shapes: ``"a_param" [W]``, and ``"input_gate"``
-    and ``"a_gate"``, each ``{"w": [heads, W / heads, W / heads], "b": [heads, W / heads]}``
-    (block-diagonal linear layers). The blocks become one dense ``[W, W]`` matrix each, the
-    value projection is the identity, so ``rg_lru(W)`` on these params computes what the layer
-    computes on its input (away from document starts, see :func:`rg_lru`).
-
-    Example:
-      >>> import jax.numpy as jnp, rnnjax
-      >>> gate = {"w": jnp.ones((2, 2, 2)), "b": jnp.zeros((2, 2))}
-      >>> params = rnnjax.rg_lru_params_from_recurrentgemma(
-      ...     {"a_param": jnp.zeros(4), "input_gate": gate, "a_gate": gate})
-      >>> params.kernel.shape, params.bias.shape
-      ((4, 12), (12,))
-    """
-    a_param = jnp.asarray(tree["a_param"])
-    width = a_param.shape[0]
-
-    def dense(block: dict[str, Any]) -> tuple[Array, Array]:
-        w, b = jnp.asarray(block["w"]), jnp.asarray(block["b"])
-        square = w.ndim == 3 and w.shape[1] == w.shape[2] and w.shape[0] * w.shape[1] == width
-        if not square or b.shape != w.shape[::2]:
-            raise ValueError(
-                "rnnjax.rg_lru_params_from_recurrentgemma: a gate must be {'w': [heads, W/heads,"
-                f" W/heads], 'b': [heads, W/heads]}} with W = {width} (a_param's size); got w"
-                f" {w.shape}, b {b.shape}"
-            )
-        return jax.scipy.linalg.block_diag(*w), b.reshape(-1)
-
-    (w_a, b_a), (w_x, b_x) = dense(tree["a_gate"]), dense(tree["input_gate"])
-    kernel = jnp.concatenate([w_a, w_x, jnp.eye(width, dtype=w_a.dtype)], axis=1)
-    bias = jnp.concatenate([b_a, b_x, jnp.zeros(width, b_a.dtype)])
-    return RGLRUParams(kernel, bias, a_param)
 
 
 def _lru_coefficients(params: LRUParams, xs: Array) -> tuple[Array, Array]:

@@ -1,8 +1,14 @@
 """The one registry of built-in cell kinds, by name: what the Flax modules and both interop
-directions (PyTorch, Keras) build cells from."""
+directions (PyTorch, Keras) build cells from.
+
+A kind is declared once, by its :class:`CellKind` entry: the modules of :mod:`rnnjax.nnx` and
+:mod:`rnnjax.linen` read the kind's own settings (names, defaults, annotations) from the
+entry, which records them once from the factory's signature.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,6 +20,9 @@ from rnnjax._src.cells.lstm import LayerNormLSTMParams, LSTMParams, layer_norm_l
 from rnnjax._src.cells.minimal import MinRNNParams, min_gru, min_lstm
 from rnnjax._src.core.contract import Cell
 
+# Every factory takes these; the modules take them as their own arguments.
+COMMON_SETTINGS = ("hidden_size", "initializer")
+
 
 class CellKind(NamedTuple):
     """A built-in cell kind.
@@ -23,30 +32,41 @@ class CellKind(NamedTuple):
       params_type: the NamedTuple its ``init`` returns.
       module_name: the name of its modules in :mod:`rnnjax.nnx` and :mod:`rnnjax.linen`: the
         sequence module ``module_name`` and the step module ``module_name + "Cell"``, each
-        the generic ``RNN``/``Step`` over ``make(features, ...)`` (one line per module).
-      settings: the names of its own settings beyond ``hidden_size`` and ``initializer``.
+        the generic ``RNN``/``Step`` over ``make(features, ...)``.
+      settings: its own settings beyond ``hidden_size`` and ``initializer``, as the
+        parameters of ``make``'s signature (name, default, annotation), in its order.
     """
 
     make: Callable[..., Cell]
     params_type: type[Any]
     module_name: str
-    settings: tuple[str, ...] = ()
+    settings: tuple[inspect.Parameter, ...]
+
+    @property
+    def setting_names(self) -> tuple[str, ...]:
+        """The names of :attr:`settings`."""
+        return tuple(parameter.name for parameter in self.settings)
+
+
+def cell_kind(make: Callable[..., Cell], params_type: type[Any], module_name: str) -> CellKind:
+    """A registry entry; the kind's own settings are read from ``make``'s signature, once."""
+    parameters = inspect.signature(make).parameters.values()
+    own = tuple(p for p in parameters if p.name not in COMMON_SETTINGS)
+    return CellKind(make, params_type, module_name, own)
 
 
 CELL_KINDS: dict[str, CellKind] = {
-    "simple_rnn": CellKind(simple_rnn, SimpleRNNParams, "SimpleRNN", ("activation",)),
-    "lstm": CellKind(lstm, LSTMParams, "LSTM", ("peephole",)),
-    "gru": CellKind(gru, GRUParams, "GRU", ("reset_after",)),
-    "min_gru": CellKind(min_gru, MinRNNParams, "MinGRU"),
-    "min_lstm": CellKind(min_lstm, MinRNNParams, "MinLSTM"),
-    "layer_norm_lstm": CellKind(
-        layer_norm_lstm, LayerNormLSTMParams, "LayerNormLSTM", ("epsilon",)
-    ),
-    "indrnn": CellKind(indrnn, DiagonalParams, "IndRNN", ("activation",)),
-    "para_gru": CellKind(para_gru, DiagonalParams, "ParaGRU"),
-    "para_lstm": CellKind(para_lstm, DiagonalParams, "ParaLSTM"),
-    "lru": CellKind(lru, LRUParams, "LRU", ("r_min", "r_max", "max_phase")),
-    "rg_lru": CellKind(rg_lru, RGLRUParams, "RGLRU"),
+    "simple_rnn": cell_kind(simple_rnn, SimpleRNNParams, "SimpleRNN"),
+    "lstm": cell_kind(lstm, LSTMParams, "LSTM"),
+    "gru": cell_kind(gru, GRUParams, "GRU"),
+    "min_gru": cell_kind(min_gru, MinRNNParams, "MinGRU"),
+    "min_lstm": cell_kind(min_lstm, MinRNNParams, "MinLSTM"),
+    "layer_norm_lstm": cell_kind(layer_norm_lstm, LayerNormLSTMParams, "LayerNormLSTM"),
+    "indrnn": cell_kind(indrnn, DiagonalParams, "IndRNN"),
+    "para_gru": cell_kind(para_gru, DiagonalParams, "ParaGRU"),
+    "para_lstm": cell_kind(para_lstm, DiagonalParams, "ParaLSTM"),
+    "lru": cell_kind(lru, LRUParams, "LRU"),
+    "rg_lru": cell_kind(rg_lru, RGLRUParams, "RGLRU"),
 }
 
 

@@ -30,6 +30,7 @@ from rnnjax._src.cells.derived import (
 )
 from rnnjax._src.core.checks import check_carry, check_seq_lengths
 from rnnjax._src.core.contract import Carry, Cell, Layer, Params
+from rnnjax._src.core.removed import refuses_removed
 from rnnjax._src.core.settings import LayerSettings
 from rnnjax._src.core.validate import check_bool, check_cell, check_int
 from rnnjax._src.scan.chunks import in_segments
@@ -243,6 +244,7 @@ def _layer(cell: Cell, settings: LayerSettings) -> Layer:
 # --- Public layers -------------------------------------------------------------------------
 
 
+@refuses_removed("rnnjax.layer")
 def layer(
     cell: Cell,
     *,

@@ -12,6 +12,7 @@ functional layer's, bit for bit.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import jax
@@ -65,7 +66,7 @@ def kind_cell(
     if initializer is not None:  # None: the kind's own default ("keras" for most)
         check_choice(where, "initializer", initializer, ("keras", "torch", "flax"))
         settings = {**settings, "initializer": initializer}
-    own = (*CELL_KINDS[kind].settings, "initializer")
+    own = (*CELL_KINDS[kind].setting_names, "initializer")
     cell_settings = {name: settings[name] for name in own if name in settings}
     rest = {name: value for name, value in settings.items() if name not in own}
     try:
@@ -74,6 +75,17 @@ def kind_cell(
         message = str(error).removeprefix(f"rnnjax.{kind}: ")
         raise type(error)(f"{where}: {message}") from None
     return cell, rest
+
+
+def kind_signature(init: Any, kind: str) -> inspect.Signature:
+    """The signature of a named nnx module of ``kind``: ``init``'s (less ``self``) with the
+    kind's own settings (from its registry entry) as keyword-only parameters before the
+    ``**`` catch-all, so ``help`` and ``inspect`` show them with their defaults."""
+    parameters = list(inspect.signature(init).parameters.values())[1:]
+    catch_all = [p for p in parameters if p.kind is inspect.Parameter.VAR_KEYWORD]
+    named = [p for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in CELL_KINDS[kind].settings]
+    return inspect.Signature([*named, *own, *catch_all])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +97,11 @@ class Recurrent:
     where: str
 
     @classmethod
-    def make(cls, where: str, cell: Any, settings: dict[str, Any]) -> Recurrent:
+    def make(cls, where: str, cell: Any, settings: dict[str, Any], preset: Any = None) -> Recurrent:
+        """Checks ``cell`` and the settings: given by name (``settings``), or as a
+        :class:`~rnnjax.ModuleSettings` (``preset``, the modules' ``settings=``)."""
         cell = check_cell(where, cell)
-        checked = module_settings(where, settings)
+        checked = module_settings(where, settings_by_name(where, preset, settings))
         if checked.recurrent_dropout > 0 and cell.projection is None:
             raise ValueError(
                 f"{where}: recurrent_dropout needs a cell with a recurrent matmul to drop into"
@@ -134,14 +148,42 @@ class Recurrent:
         """The top layer's hidden state in a final carry (one carry per layer when stacked)."""
         return self.cell.output(carry[-1] if self.settings.num_layers > 1 else carry)
 
-    def check_call(self, params: Params, xs: Any, seq_lengths: Any, deterministic: Any) -> bool:
+    def check_call(
+        self,
+        params: Params,
+        xs: Any,
+        seq_lengths: Any,
+        deterministic: Any,
+        initial_carry: Any = None,
+    ) -> bool:
         """A call's checks, under the module's name; returns ``deterministic``."""
         time, batch = check_xs(self.cell, self.bottom(params), xs, False, self.where)
         settings = self.settings.layer_settings()
         check_backend_inputs(self.where, settings, params, xs, initial_carry=None)
         if seq_lengths is not None:
             check_seq_lengths(seq_lengths, batch, time, self.where)
+        if initial_carry is not None:
+            self.check_initial_carry(params, batch, initial_carry)
         return check_bool(self.where, "deterministic", deterministic)
+
+    def check_initial_carry(
+        self, params: Params, batch: tuple[int, ...], carry: Any, argument: str = "initial_carry"
+    ) -> None:
+        """``carry`` has the structure, shapes and dtypes of the module's final carry (a
+        tuple with one per layer when stacked), checked under the module's name."""
+        depth = self.settings.num_layers
+        if depth == 1:
+            expected = jax.eval_shape(lambda: self.cell.initial_carry(params, batch))
+            check_carry(carry, expected, self.where, argument)
+            return
+        if type(carry) not in (tuple, list) or len(carry) != depth:
+            raise ValueError(
+                f"{self.where}: {argument} must be a tuple with one carry per layer"
+                f" (num_layers={depth}); got {jax.tree.structure(carry)}"
+            )
+        for index, (layer_carry, layer_params) in enumerate(zip(carry, params, strict=True)):
+            expected = jax.eval_shape(lambda p=layer_params: self.cell.initial_carry(p, batch))
+            check_carry(layer_carry, expected, self.where, f"{argument}[{index}]")
 
     def __call__(
         self,
@@ -192,6 +234,43 @@ class Recurrent:
         new, y = checked_step(run, self.where)(params, carry, jnp.asarray(x).astype(dtype))
         new = jax.tree.map(lambda c, like: c.astype(like.dtype), new, state)
         return new, y.astype(cell.output(state).dtype)
+
+
+def settings_by_name(where: str, preset: Any, by_name: dict[str, Any]) -> dict[str, Any]:
+    """The module settings by name: ``by_name``, or the fields of ``preset`` (a
+    :class:`~rnnjax.ModuleSettings`) when one is given; never both."""
+    if preset is None:
+        return by_name
+    if not isinstance(preset, ModuleSettings):
+        raise TypeError(
+            f"{where}: settings must be a rnnjax.ModuleSettings; got {type(preset).__name__}"
+        )
+    if by_name:
+        raise TypeError(
+            f"{where}: give the settings either as settings=rnnjax.ModuleSettings(...) or by"
+            f" name, not both; got settings= and {sorted(by_name)}"
+        )
+    return {f.name: getattr(preset, f.name) for f in dataclasses.fields(preset)}
+
+
+def check_bidirectional_carry(
+    where: str, pair: tuple[Recurrent, Recurrent], params: Any, xs: Any, carry: Any
+) -> None:
+    """A ``Bidirectional`` call's ``initial_carry``: a ``(forward, backward)`` pair, each
+    checked as its direction's module checks it, under ``where``."""
+    if type(carry) not in (tuple, list) or len(carry) != 2:
+        raise ValueError(
+            f"{where}: initial_carry must be a pair (forward, backward); got"
+            f" {jax.tree.structure(carry)}"
+        )
+    batch = tuple(jnp.shape(xs)[:-2])
+    for direction, recurrent, direction_params, direction_carry in zip(
+        ("forward", "backward"), pair, params, carry, strict=True
+    ):
+        named = dataclasses.replace(recurrent, where=where)
+        named.check_initial_carry(
+            direction_params, batch, direction_carry, f"initial_carry ({direction})"
+        )
 
 
 def bidirectional_call(

@@ -6,6 +6,7 @@ the bases of the named modules (:class:`KindRNN`, :class:`KindStep`), which
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
@@ -15,21 +16,30 @@ from jax.typing import DTypeLike
 
 from rnnjax._src.cells.registry import CELL_KINDS
 from rnnjax._src.core.contract import Carry, Cell, Params
+from rnnjax._src.core.removed import refuses_removed
 from rnnjax._src.core.settings import ModuleSettings
 from rnnjax._src.layers.compose import BidirectionalParams, check_merge
-from rnnjax._src.modules.common import Recurrent, bidirectional_call, kind_cell
+from rnnjax._src.modules.common import (
+    Recurrent,
+    bidirectional_call,
+    check_bidirectional_carry,
+    kind_cell,
+)
 
 Array = jax.Array
 
 
 def _settings_fields() -> type[nn.Module]:
     """A linen base class whose keyword-only attributes are :class:`ModuleSettings`' fields
-    (same names, types and defaults) and ``deterministic``."""
+    (same names, types and defaults), ``deterministic`` and ``settings`` (all of them as one
+    :class:`ModuleSettings`)."""
     fields = dataclasses.fields(ModuleSettings)
+    extra = {"deterministic": "bool | None", "settings": "ModuleSettings | None"}
     namespace: dict[str, Any] = {
         "__module__": __name__,
-        "__annotations__": {f.name: f.type for f in fields} | {"deterministic": "bool | None"},
+        "__annotations__": {f.name: f.type for f in fields} | extra,
         "deterministic": dataclasses.field(default=None, kw_only=True),
+        "settings": dataclasses.field(default=None, kw_only=True),
     }
     for f in fields:
         namespace[f.name] = dataclasses.field(default=f.default, kw_only=True)
@@ -42,9 +52,43 @@ else:
     SettingsFields = _settings_fields()
 
 
-def module_settings_of(module: nn.Module) -> dict[str, Any]:
-    """A module's settings, as :meth:`Recurrent.make` takes them."""
-    return {f.name: getattr(module, f.name) for f in dataclasses.fields(ModuleSettings)}
+def add_kind_settings(cls: type) -> None:
+    """Declares the kind's own settings (``cls.kind``'s registry entry: names, defaults and
+    annotations of its factory's signature) as attributes of the linen module class ``cls``,
+    after those it inherits; one it declares itself is kept."""
+    kind = cls.__dict__.get("kind")
+    if kind is None:
+        return
+    annotations = dict(inspect.get_annotations(cls))
+    for setting in CELL_KINDS[kind].settings:
+        if setting.name not in annotations:
+            annotations[setting.name] = setting.annotation
+            setattr(cls, setting.name, setting.default)
+    cls.__annotations__ = annotations
+
+
+def settings_set_by_name(module: nn.Module) -> dict[str, Any]:
+    """The module's setting attributes that differ from their defaults (all of them when no
+    ``settings=`` is given), as :meth:`Recurrent.make` takes them."""
+    fields = dataclasses.fields(ModuleSettings)
+    values = {f.name: getattr(module, f.name) for f in fields}
+    if module.settings is None:
+        return values
+    return {f.name: values[f.name] for f in fields if not _is_default(values[f.name], f.default)}
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    if value is default:
+        return True
+    try:  # 0.0 written again is another object, but the default all the same
+        return type(value) is type(default) and bool(value == default)
+    except (TypeError, ValueError):  # an array, say: not the default
+        return False
+
+
+def refuse_removed_arguments(cls: type) -> None:
+    """``cls(fused_backward=...)`` answered with what replaced it, under the class's name."""
+    cls.__init__ = refuses_removed("rnnjax.linen.{cls}")(cls.__init__)  # type: ignore[misc]
 
 
 def _deterministic(module: nn.Module, recurrent: Recurrent, deterministic: bool | None) -> bool:
@@ -80,6 +124,10 @@ def _input_size(where: str, xs: Any) -> int:
 class _Sequence(SettingsFields):
     """What :class:`RNN` and the named modules share: the call."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        refuse_removed_arguments(cls)
+
     def recurrent(self) -> Recurrent:
         raise NotImplementedError
 
@@ -108,7 +156,7 @@ class _Sequence(SettingsFields):
         recurrent = self.recurrent()
         params = cell_params(self, recurrent, _input_size(recurrent.where, xs))
         mode = _deterministic(self, recurrent, deterministic)
-        mode = recurrent.check_call(params, xs, seq_lengths, mode)
+        mode = recurrent.check_call(params, xs, seq_lengths, mode, initial_carry)
         key = self.make_rng("dropout") if recurrent.settings.draws_masks(mode) else None
         return recurrent(
             params,
@@ -123,13 +171,17 @@ class _Sequence(SettingsFields):
 class RNN(_Sequence):
     """Any :class:`~rnnjax.Cell` over a sequence, as a linen module: Keras's recurrent layer.
 
+    The settings of :class:`rnnjax.ModuleSettings` are keyword-only attributes of the same
+    names: ``return_sequences``, ``return_state``, ``go_backwards``, ``dropout``,
+    ``recurrent_dropout``, ``num_layers``, ``stack_dropout``, ``unroll``, ``remat``,
+    ``segment_length``, ``hoist_projection``, ``parallel``, ``dtype``, ``param_dtype``.
+
     Attributes:
-      cell: an :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
+      cell: a :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
         for params and carry), ``rnnjax.attention(...)``, a ``with_compute_dtype`` cell.
-      return_sequences, return_state, go_backwards, dropout, recurrent_dropout, num_layers,
-        stack_dropout, unroll, remat, segment_length, hoist_projection, parallel, dtype,
-        param_dtype: keyword-only, the settings of :class:`rnnjax.ModuleSettings`.
       deterministic: ``False`` turns dropout on (or pass it to the call).
+      settings: all the settings at once, as a :class:`rnnjax.ModuleSettings` (then none of
+        the setting attributes is set by name).
 
     Example:
       >>> import jax, jax.numpy as jnp, rnnjax, rnnjax.linen
@@ -147,7 +199,7 @@ class RNN(_Sequence):
     def recurrent(self) -> Recurrent:
         """The cell and the checked settings."""
         where = f"rnnjax.linen.{type(self).__name__}"
-        return Recurrent.make(where, self.cell, module_settings_of(self))
+        return Recurrent.make(where, self.cell, settings_set_by_name(self), self.settings)
 
 
 class KindRNN(_Sequence):
@@ -157,12 +209,16 @@ class KindRNN(_Sequence):
     features: int
     initializer: str | None = dataclasses.field(default=None, kw_only=True)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        add_kind_settings(cls)  # the kind's own settings, as its registry entry has them
+        super().__init_subclass__(**kwargs)
+
     def recurrent(self) -> Recurrent:
         """The kind's cell and the checked settings."""
         where = f"rnnjax.linen.{type(self).__name__}"
-        own = {name: getattr(self, name) for name in CELL_KINDS[self.kind].settings}
+        own = {name: getattr(self, name) for name in CELL_KINDS[self.kind].setting_names}
         cell, _ = kind_cell(where, self.kind, self.features, self.initializer, own)
-        return Recurrent.make(where, cell, module_settings_of(self))
+        return Recurrent.make(where, cell, settings_set_by_name(self), self.settings)
 
 
 class Bidirectional(nn.Module):
@@ -200,8 +256,21 @@ class Bidirectional(nn.Module):
         initial_carry: tuple[Carry, Carry] | None = None,
         deterministic: bool | None = None,
     ) -> Any:
-        """Runs both directions over ``xs [*batch, time, features_in]``; arguments and
-        returns as :meth:`RNN.__call__`, with carries as ``(forward, backward)`` pairs."""
+        """Runs both directions over ``xs [*batch, time, features_in]``.
+
+        Args:
+          xs: ``[*batch, time, features_in]``, floating (its width sets the params at init).
+          seq_lengths: integer ``[*batch]``; steps at and past a length are padding.
+          initial_carry: a ``(forward, backward)`` pair of carries (each one per layer when
+            the wrapped layer is stacked).
+          deterministic: ``False`` turns dropout on (exactly one of this and the wrapped
+            layer's attribute, when some dropout rate is positive).
+
+        Returns:
+          The merged last outputs ``[*batch, 2 * features]`` (``"concat"``), or with
+          ``return_sequences`` the merged outputs ``[*batch, time, ...]``; with
+          ``return_state`` the pair ``(outputs, (forward carry, backward carry))``.
+        """
         where = "rnnjax.linen.Bidirectional"
         check_merge(where, self.merge)
         if not isinstance(self.layer, _Sequence):
@@ -218,6 +287,8 @@ class Bidirectional(nn.Module):
         )
         mode = _deterministic(self.layer, forward, deterministic)
         mode = forward.check_call(params.forward, xs, seq_lengths, mode)
+        if initial_carry is not None:
+            check_bidirectional_carry(where, (forward, backward), params, xs, initial_carry)
         key = self.make_rng("dropout") if forward.settings.draws_masks(mode) else None
         return bidirectional_call(
             forward,
@@ -238,6 +309,10 @@ class Bidirectional(nn.Module):
 class _StepBase(nn.RNNCellBase):
     """What :class:`Step` and the named step modules share: the call and the carry."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        refuse_removed_arguments(cls)
+
     def recurrent(self) -> Recurrent:
         raise NotImplementedError
 
@@ -246,7 +321,17 @@ class _StepBase(nn.RNNCellBase):
 
     @nn.compact
     def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
-        """One time step: ``x_t [*batch, features_in]`` to ``(carry, y_t [*batch, features])``."""
+        """One time step: ``x_t [*batch, features_in]`` to ``(carry, y_t [*batch, features])``.
+
+        Args:
+          carry: the carry before the step, as :meth:`initialize_carry` makes it (an
+            :class:`~rnnjax.LSTMState` ``(h, c)`` for the LSTM, ``h [*batch, features]``
+            for most cells).
+          x_t: ``[*batch, features_in]``, floating (its width sets the params at init).
+
+        Returns:
+          ``(carry, y_t)``: the carry after the step and the output ``[*batch, features]``.
+        """
         recurrent = self.recurrent()
         if not hasattr(x_t, "shape") or jnp.ndim(x_t) < 1:
             raise ValueError(
@@ -279,7 +364,7 @@ class Step(_StepBase):
     (its params then sit one level down, under the ``RNN``'s own ``"cell"``).
 
     Attributes:
-      cell: an :class:`~rnnjax.Cell`.
+      cell: a :class:`~rnnjax.Cell`.
       dtype: computation dtype (``None``: ``param_dtype``).
       param_dtype: dtype of the params.
 
@@ -311,9 +396,13 @@ class KindStep(_StepBase):
     dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        add_kind_settings(cls)  # the kind's own settings, as its registry entry has them
+        super().__init_subclass__(**kwargs)
+
     def recurrent(self) -> Recurrent:
         """The kind's cell and its checked settings."""
         where = f"rnnjax.linen.{type(self).__name__}"
-        own = {name: getattr(self, name) for name in CELL_KINDS[self.kind].settings}
+        own = {name: getattr(self, name) for name in CELL_KINDS[self.kind].setting_names}
         cell, _ = kind_cell(where, self.kind, self.features, self.initializer, own)
         return Recurrent.make(where, cell, self._settings())

@@ -14,9 +14,17 @@ from flax import nnx
 from jax.typing import DTypeLike
 
 from rnnjax._src.core.contract import Carry, Cell, Params
+from rnnjax._src.core.removed import refuses_removed
+from rnnjax._src.core.settings import ModuleSettings
 from rnnjax._src.core.validate import check_bool, check_int
 from rnnjax._src.layers.compose import BidirectionalParams, check_merge
-from rnnjax._src.modules.common import Recurrent, bidirectional_call, kind_cell
+from rnnjax._src.modules.common import (
+    Recurrent,
+    bidirectional_call,
+    check_bidirectional_carry,
+    kind_cell,
+    kind_signature,
+)
 
 Array = jax.Array
 KeySource = nnx.Rngs | nnx.RngStream | Array | None
@@ -36,6 +44,15 @@ def _draw_key(where: str, rngs: KeySource) -> Array:
     raise ValueError(
         f"{where}: dropout is on (deterministic=False) but the module has no rngs; pass"
         " rngs=nnx.Rngs(...) at construction or rngs= to the call, or call .eval()"
+    )
+
+
+def _check_call_rngs(where: str, rngs: Any) -> KeySource:
+    if rngs is None or isinstance(rngs, (nnx.Rngs, nnx.RngStream, jax.Array)):
+        return rngs
+    raise TypeError(
+        f"{where}: rngs (of the call) must be an nnx.Rngs, an nnx.RngStream or a key"
+        f" (jax.random.key(0)); got {rngs!r} of type {type(rngs).__name__}"
     )
 
 
@@ -92,12 +109,14 @@ class RNN(_HoldsParams):
     """Any :class:`~rnnjax.Cell` over a sequence, as an NNX module: Keras's recurrent layer.
 
     Args:
-      cell: an :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
+      cell: a :class:`~rnnjax.Cell`: ``rnnjax.lstm(32)``, a cell of your own (any pytrees
         for params and carry), ``rnnjax.attention(...)``, a ``with_compute_dtype`` cell.
       in_features: input size.
       rngs: ``params`` and ``dropout`` streams (``nnx.Rngs(0)`` serves both).
       deterministic: the initial mode; ``False`` is training (dropout on).
-      **settings: the settings of :class:`rnnjax.ModuleSettings`, each by keyword:
+      settings: all the settings at once, as a :class:`rnnjax.ModuleSettings` (then none
+        by name), e.g. one shared by several modules.
+      **by_name: the settings of :class:`rnnjax.ModuleSettings`, each by keyword:
         ``return_sequences``, ``return_state``, ``go_backwards``, ``dropout``,
         ``recurrent_dropout`` (for a cell with the ``projection`` capability),
         ``num_layers``, ``stack_dropout``, ``unroll``, ``remat``, ``segment_length``,
@@ -119,6 +138,7 @@ class RNN(_HoldsParams):
       True
     """
 
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         cell: Cell,
@@ -126,10 +146,11 @@ class RNN(_HoldsParams):
         *,
         rngs: nnx.Rngs,
         deterministic: bool = False,
-        **settings: Any,
+        settings: ModuleSettings | None = None,
+        **by_name: Any,
     ) -> None:
         where = f"rnnjax.nnx.{type(self).__name__}"
-        self._hold(Recurrent.make(where, cell, settings), in_features, rngs)
+        self._hold(Recurrent.make(where, cell, by_name, settings), in_features, rngs)
         self.deterministic = check_bool(where, "deterministic", deterministic)
         uses_key = self.recurrent.settings.uses_dropout
         self.rngs = rngs.dropout.fork() if uses_key else nnx.data(None)
@@ -158,8 +179,9 @@ class RNN(_HoldsParams):
           ``[*batch, time, features]``; with ``return_state`` the pair ``(outputs, state)``.
         """
         recurrent = self.recurrent
+        rngs = _check_call_rngs(recurrent.where, rngs)
         mode = self.deterministic if deterministic is None else deterministic
-        mode = recurrent.check_call(self.params, xs, seq_lengths, mode)
+        mode = recurrent.check_call(self.params, xs, seq_lengths, mode, initial_carry)
         key = None
         if recurrent.settings.draws_masks(mode):
             key = _draw_key(recurrent.where, rngs if rngs is not None else self.rngs)
@@ -174,10 +196,17 @@ class RNN(_HoldsParams):
 
 
 class KindRNN(RNN):
-    """A module whose cell is built from a kind of the registry: ``kind(features, ...)``."""
+    """A module whose cell is built from a kind of the registry: ``kind(features, ...)``;
+    the kind's own settings (``reset_after``, ``r_min``, ...) are keyword arguments, with
+    the defaults of its factory."""
 
     kind: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = kind_signature(KindRNN.__init__, cls.kind)  # type: ignore[attr-defined]
+
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         in_features: int,
@@ -186,11 +215,14 @@ class KindRNN(RNN):
         initializer: str | None = None,
         rngs: nnx.Rngs,
         deterministic: bool = False,
-        **settings: Any,
+        settings: ModuleSettings | None = None,
+        **by_name: Any,
     ) -> None:
         where = f"rnnjax.nnx.{type(self).__name__}"
-        cell, rest = kind_cell(where, self.kind, features, initializer, settings)
-        super().__init__(cell, in_features, rngs=rngs, deterministic=deterministic, **rest)
+        cell, rest = kind_cell(where, self.kind, features, initializer, by_name)
+        super().__init__(
+            cell, in_features, rngs=rngs, deterministic=deterministic, settings=settings, **rest
+        )
 
 
 class Bidirectional(nnx.Module):
@@ -219,6 +251,7 @@ class Bidirectional(nnx.Module):
       (2, 16)
     """
 
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         layer: RNN,
@@ -265,14 +298,32 @@ class Bidirectional(nnx.Module):
         deterministic: bool | None = None,
         rngs: KeySource = None,
     ) -> Any:
-        """Runs both directions over ``xs [*batch, time, in_features]``; arguments and
-        returns as :meth:`RNN.__call__`, with carries as ``(forward, backward)`` pairs."""
-        forward = self.forward.recurrent
+        """Runs both directions over ``xs [*batch, time, in_features]``.
+
+        Args:
+          xs: ``[*batch, time, in_features]``, floating.
+          seq_lengths: integer ``[*batch]``; steps at and past a length are padding.
+          initial_carry: a ``(forward, backward)`` pair of carries (each one per layer when
+            the wrapped layer is stacked).
+          deterministic: overrides the module's mode for this call (``True``: no dropout).
+          rngs: where dropout masks come from for this call (an ``nnx.Rngs``, a stream or a
+            key); default the module's own ``dropout`` stream.
+
+        Returns:
+          The merged last outputs ``[*batch, 2 * features]`` (``"concat"``), or with
+          ``return_sequences`` the merged outputs ``[*batch, time, ...]``; with
+          ``return_state`` the pair ``(outputs, (forward carry, backward carry))``.
+        """
+        where, forward = "rnnjax.nnx.Bidirectional", self.forward.recurrent
+        rngs = _check_call_rngs(where, rngs)
         mode = self.deterministic if deterministic is None else deterministic
         mode = forward.check_call(self.forward.params, xs, seq_lengths, mode)
+        if initial_carry is not None:
+            pair = (forward, self.backward.recurrent)
+            check_bidirectional_carry(where, pair, self.params, xs, initial_carry)
         key = None
         if forward.settings.draws_masks(mode):
-            key = _draw_key("rnnjax.nnx.Bidirectional", rngs if rngs is not None else self.rngs)
+            key = _draw_key(where, rngs if rngs is not None else self.rngs)
         return bidirectional_call(
             forward,
             self.backward.recurrent,
@@ -299,7 +350,7 @@ class Step(_HoldsParams, nnx.RNNCellBase):
     :class:`flax.nnx.RNN` runs it over a sequence.
 
     Args:
-      cell: an :class:`~rnnjax.Cell`.
+      cell: a :class:`~rnnjax.Cell`.
       in_features: input size.
       rngs: the ``params`` stream.
       dtype: computation dtype (``None``: ``param_dtype``).
@@ -313,6 +364,7 @@ class Step(_HoldsParams, nnx.RNNCellBase):
       (2, 5, 8)
     """
 
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         cell: Cell,
@@ -327,7 +379,17 @@ class Step(_HoldsParams, nnx.RNNCellBase):
         self._hold(Recurrent.make(where, cell, settings), in_features, rngs)
 
     def __call__(self, carry: Carry, x_t: Array) -> tuple[Carry, Array]:
-        """One time step: ``x_t [*batch, in_features]`` to ``(carry, y_t [*batch, features])``."""
+        """One time step: ``x_t [*batch, in_features]`` to ``(carry, y_t [*batch, features])``.
+
+        Args:
+          carry: the carry before the step, as :meth:`initialize_carry` makes it (an
+            :class:`~rnnjax.LSTMState` ``(h, c)`` for the LSTM, ``h [*batch, features]``
+            for most cells).
+          x_t: ``[*batch, in_features]``, floating.
+
+        Returns:
+          ``(carry, y_t)``: the carry after the step and the output ``[*batch, features]``.
+        """
         return self.recurrent.step(self.params, carry, x_t)
 
     def initialize_carry(
@@ -361,10 +423,16 @@ class Step(_HoldsParams, nnx.RNNCellBase):
 
 
 class KindStep(Step):
-    """A step module whose cell is built from a kind of the registry."""
+    """A step module whose cell is built from a kind of the registry (its own settings as
+    :class:`KindRNN`'s)."""
 
     kind: ClassVar[str]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = kind_signature(KindStep.__init__, cls.kind)  # type: ignore[attr-defined]
+
+    @refuses_removed("rnnjax.nnx.{cls}")
     def __init__(
         self,
         in_features: int,

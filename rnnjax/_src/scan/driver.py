@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from rnnjax._src.core.checks import check_carry, check_seq_lengths, input_size_of, shape_error
 from rnnjax._src.core.contract import Carry, Cell, Params
+from rnnjax._src.core.removed import refuses_removed
 from rnnjax._src.core.settings import LayerSettings
 from rnnjax._src.core.validate import check_bool, check_cell
 from rnnjax._src.linear.recurrence import (
@@ -120,6 +121,7 @@ def _choose_step(cell: Cell, hoist_projection: bool | None) -> bool:
     return bool(hoist_projection)
 
 
+@refuses_removed("rnnjax.rnn")
 def rnn(
     cell: Cell,
     params: Params,
@@ -201,8 +203,9 @@ def rnn(
         dtype other than float32, no CUDA GPU).
 
     Differentiation:
-      A cell with the ``gate_split`` capability (``simple_rnn``, ``lstm``,
-      ``gru(reset_after=True)``) runs under a ``jax.custom_jvp`` whose tangent rule computes
+      A cell with the ``gate_split`` capability (``cell.gate_split is not None``: most
+      built-in kinds with a recurrent matmul or a diagonal recurrence, and a cell of your own
+      that declares it) runs under a ``jax.custom_jvp`` whose tangent rule computes
       the weights' and inputs' tangents as large matmuls over all steps and scans only the
       state's tangent. JAX transposes it into a hand-scheduled backward pass (a reverse scan
       of the state's cotangent, then the weight gradients as three large matmuls), faster
